@@ -1,0 +1,111 @@
+"""Rig definitions: find a rig file by name, validate it, and say exactly what is wrong with it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+from hil import yamlconf
+from hil.errors import RigConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """Bounds, in seconds, for the waits a rig imposes."""
+
+    boot: PositiveFloat = 180.0
+    ssh: PositiveFloat = 90.0
+    command: PositiveFloat = 60.0
+    shutdown: PositiveFloat = 10.0
+
+
+class QemuSpec(_Strict):
+    """How a virtual board is started."""
+
+    arch: Literal["x86_64"] = "x86_64"
+    machine: str = "q35"
+    memory: PositiveInt = Field(256, description="MiB")
+    cpus: PositiveInt = 1
+    accel: Literal["auto", "kvm", "tcg"] = "auto"
+    rtc_base: str | None = Field(None, description="QEMU -rtc base=..., e.g. 2020-01-01T00:00:00")
+
+
+class QemuRig(_Strict):
+    """A virtual board: QEMU booting the image through UEFI firmware."""
+
+    kind: Literal["qemu"]
+    device_type: str
+    os: str = "reference"
+    description: str = ""
+    qemu: QemuSpec = QemuSpec()
+    timeouts: Timeouts = Timeouts()
+
+
+RigSpec = Annotated[QemuRig, Field(discriminator="kind")]
+
+
+@dataclass(frozen=True)
+class Rig:
+    """A validated rig: its name, where it was defined, and its spec."""
+
+    name: str
+    path: Path
+    spec: RigSpec
+
+    @property
+    def kind(self) -> str:
+        """The rig kind: qemu, autohat or twin."""
+        return self.spec.kind
+
+    @property
+    def device_type(self) -> str:
+        """The device type the rig's DUT is (images built for another are refused)."""
+        return self.spec.device_type
+
+
+def rig_dirs() -> list[Path]:
+    """Where rig files are looked up: $HIL_RIGS_DIR, ./rigs, then the rigs shipped beside hil."""
+    dirs = [Path(p) for p in os.environ.get("HIL_RIGS_DIR", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "rigs", Path(__file__).resolve().parent.parent / "rigs"]
+    seen: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in seen:
+            seen.append(d.resolve())
+    return seen
+
+
+def available() -> dict[str, Path]:
+    """Every rig name found, mapped to its file (earlier directories win)."""
+    found: dict[str, Path] = {}
+    for d in rig_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            if path.stem != "pools":
+                found.setdefault(path.stem, path)
+    return found
+
+
+def load_rig(name_or_path: str | Path) -> Rig:
+    """Load a rig by name (from the rig directories) or by the path of its YAML file."""
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or os.sep in text:
+        path = Path(text)
+        if not path.is_file():
+            raise RigConfigError(f"rig file {path} does not exist")
+    else:
+        rigs = available()
+        if text not in rigs:
+            known = ", ".join(sorted(rigs)) or "none"
+            raise RigConfigError(f"unknown rig {text!r}; known rigs: {known}")
+        path = rigs[text]
+    data, lines = yamlconf.read_yaml(path, RigConfigError)
+    if not isinstance(data, dict):
+        raise RigConfigError(f"{path}:1: a rig file is a mapping of fields (kind, device_type, ...)")
+    spec = yamlconf.validate(RigSpec, data, lines, path, RigConfigError)  # type: ignore[arg-type]
+    return Rig(name=path.stem, path=path, spec=spec)
