@@ -1,0 +1,259 @@
+"""The virtual board: flash is a qcow2 overlay, power is the QEMU process, the console a serial socket."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from hil.drivers.accel import Accel, pick_accel
+from hil.drivers.qmp import QmpLink
+from hil.drivers.socket_console import UnixSocketTransport
+from hil.errors import QemuError, ToolMissing
+from hil.rig import QemuSpec
+
+log = logging.getLogger("hil.qemu")
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+CONFIG_FW_CFG = "opt/io.hil/config.json"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child: the kernel kills QEMU if hil dies, so no board outlives its holder."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        raise ToolMissing(f"{name} is not installed (apt-get install {package})")
+    return path
+
+
+class QemuBoard:
+    """One QEMU virtual board; `workdir` holds its temporary disks, `artifacts` its logs."""
+
+    def __init__(
+        self, name: str, spec: QemuSpec, workdir: Path, artifacts: Path, ssh_guest_port: int
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.workdir = workdir
+        self.artifacts = artifacts
+        self.ssh_guest_port = ssh_guest_port
+        self.ssh_port = 0
+        self.accel: Accel = pick_accel(spec.accel)
+        self.qemu_version = ""
+        self._overlay: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._qmp: QmpLink | None = None
+        self._expected_exit = False
+        self._died: str | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        artifacts.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def stderr_log(self) -> Path:
+        """QEMU's own stderr, kept as an artifact."""
+        return self.artifacts / "qemu.stderr.log"
+
+    @property
+    def serial_log(self) -> Path:
+        """Everything the guest printed on its serial port, captured by QEMU itself."""
+        return self.artifacts / "serial.log"
+
+    @property
+    def console_socket(self) -> Path:
+        """The Unix socket of the board's serial console."""
+        return self.workdir / "console.sock"
+
+    @property
+    def is_on(self) -> bool:
+        """True while the QEMU process runs."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def flash(self, image: Path, config: dict[str, Any]) -> None:
+        """Put `image` on the board's disk (a fresh qcow2 overlay) and configure it with `config`."""
+        if self.is_on:
+            raise QemuError(f"board {self.name} is powered; power it off before flashing")
+        qemu_img = _tool("qemu-img", "qemu-utils")
+        overlay = self.workdir / "disk.qcow2"
+        overlay.unlink(missing_ok=True)
+        out = subprocess.run(
+            [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image.resolve()), str(overlay)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise QemuError(f"qemu-img could not create an overlay on {image}: {out.stderr.strip()}")
+        shutil.copyfile(OVMF_VARS, self.workdir / "OVMF_VARS.fd")  # fresh firmware settings per flash
+        (self.workdir / "config.json").write_text(json.dumps(config, indent=2))
+        self._overlay = overlay
+        log.info("%s: flashed %s (overlay %s)", self.name, image, overlay)
+
+    def _command(self) -> list[str]:
+        spec = self.spec
+        return [
+            _tool(f"qemu-system-{spec.arch}", "qemu-system-x86"),
+            "-name", f"hil-{self.name}", "-nodefaults", "-no-user-config", "-display", "none",
+            "-machine", f"{spec.machine},accel={self.accel.name}", "-m", str(spec.memory),
+            "-smp", str(spec.cpus), "-S",
+            "-qmp", f"unix:{self.workdir / 'qmp.sock'},server=on,wait=off",
+            "-chardev", f"socket,id=serial0,path={self.console_socket},server=on,wait=off,"
+                        f"logfile={self.serial_log},logappend=on",
+            "-serial", "chardev:serial0",
+            "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,file={self.workdir / 'OVMF_VARS.fd'}",
+            "-drive", f"if=virtio,format=qcow2,file={self._overlay}",
+            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:{self.ssh_guest_port}",
+            "-device", "virtio-net-pci,netdev=net0,id=nic0",
+            "-fw_cfg", f"name={CONFIG_FW_CFG},file={self.workdir / 'config.json'}",
+            "-rtc", f"base={spec.rtc_base or 'utc'}",
+        ]  # fmt: skip
+
+    def power_on(self, deadline: float) -> None:
+        """Start QEMU paused, connect QMP, then let the CPU run (a fresh port if the forward collides)."""
+        if self.is_on:
+            return
+        if self._overlay is None:
+            raise QemuError(f"board {self.name} has no image; flash it first")
+        if not OVMF_CODE.exists():
+            raise ToolMissing(f"UEFI firmware {OVMF_CODE} is missing (apt-get install ovmf)")
+        for _attempt in range(3):
+            self.ssh_port = _free_port()
+            self._start_process()
+            try:
+                self._qmp = QmpLink(self.workdir / "qmp.sock", self.name)
+                self.qemu_version = self._qmp.connect(
+                    min(deadline, time.monotonic() + 30), lambda: self.is_on
+                )
+                break
+            except QemuError as exc:
+                self._qmp.close()
+                self._kill()
+                tail = self._stderr_tail()
+                if "host forwarding" not in tail:
+                    raise QemuError(f"QEMU did not start: {tail or exc} (log: {self.stderr_log})") from None
+        else:
+            raise QemuError(f"no free host port for SSH forwarding after 3 tries: {self._stderr_tail()}")
+        log.info(
+            "%s: QEMU %s (%s; %s), ssh on 127.0.0.1:%d",
+            self.name,
+            self.qemu_version,
+            self.accel.name,
+            self.accel.reason,
+            self.ssh_port,
+        )
+        self._qmp.execute("cont")
+
+    def _start_process(self) -> None:
+        for stale in ("qmp.sock", "console.sock"):
+            (self.workdir / stale).unlink(missing_ok=True)
+        self._expected_exit = False
+        self._died = None
+        command = self._command()
+        log.debug("%s: %s", self.name, " ".join(command))
+        with self.stderr_log.open("ab") as stderr:
+            stderr.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(command)}\n".encode())
+            stderr.flush()
+            self._proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,  # Ctrl-C reaches hil, which stops the board in order
+                preexec_fn=_die_with_parent,  # only prctl: nothing that can deadlock after fork
+            )
+        proc = self._proc
+        threading.Thread(target=self._watch, args=(proc,), daemon=True, name=f"qemu-{self.name}").start()
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        status = proc.wait()
+        if not self._expected_exit:
+            self._died = self._describe_exit(status)
+            log.warning("%s: %s", self.name, self._died)
+
+    def _stderr_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.stderr_log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(line for line in text[-lines:] if not line.startswith("--- "))
+
+    def exit_reason(self) -> str | None:
+        """Why QEMU died, in one line (None while it runs or when hil stopped it)."""
+        return self._died
+
+    def _describe_exit(self, status: int) -> str:
+        tail = self._stderr_tail()
+        if "KVM internal error" in tail or "emulation failure" in tail:
+            return (
+                f"QEMU died under KVM (emulation failure): this host's KVM cannot run the guest; "
+                f"use accel: tcg (see {self.stderr_log})"
+            )
+        how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+        return f"QEMU exited unexpectedly ({how}){': ' + tail if tail else ''} (log: {self.stderr_log})"
+
+    def console_transport(self, timeout: float) -> UnixSocketTransport:
+        """A connection to the board's serial console."""
+        return UnixSocketTransport(self.console_socket, connect_timeout=timeout)
+
+    def qmp(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Run a QMP command on the running board."""
+        if not self.is_on or self._qmp is None:
+            raise QemuError(self.exit_reason() or f"board {self.name} is powered off")
+        return self._qmp.execute(command, arguments)
+
+    def reset(self) -> None:
+        """Press the reset button (a warm reset of the whole machine)."""
+        self.qmp("system_reset")
+
+    def set_link(self, up: bool) -> None:
+        """Plug or unplug the board's network cable."""
+        self.qmp("set_link", {"name": "nic0", "up": up})
+
+    def power_off(self, grace: float = 10.0) -> None:
+        """Cut power: QMP quit, then SIGKILL if QEMU is still there after `grace` seconds."""
+        if self._proc is None:
+            return
+        self._expected_exit = True
+        if self._qmp is not None:
+            with contextlib.suppress(QemuError):
+                if self._proc.poll() is None:
+                    self._qmp.execute("quit", timeout=grace)
+            self._qmp.close()
+            self._qmp = None
+        try:
+            self._proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self._kill()
+        self._proc = None
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._expected_exit = True
+            self._proc.kill()
+            self._proc.wait()
+
+    def close(self) -> None:
+        """Power off and delete the board's temporary disks; logs stay in artifacts."""
+        self.power_off(grace=2)
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,71 @@
+"""A synchronous handle on QEMU's monitor (QMP), driven by qemu.qmp on a private event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import QMPClient, QMPError
+
+from hil.errors import QemuError
+
+log = logging.getLogger("hil.qmp")
+
+
+class QmpLink:
+    """One QMP connection; every call blocks until QEMU answers or the timeout passes."""
+
+    def __init__(self, socket_path: Path, name: str) -> None:
+        self._path = socket_path
+        self._client = QMPClient(name)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"qmp-{name}", daemon=True)
+        self._thread.start()
+
+    def _call(self, coro: Any, timeout: float) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise QemuError(f"QMP did not answer within {timeout:.0f} s ({self._path})") from None
+
+    def connect(self, deadline: float, alive: Callable[[], bool]) -> str:
+        """Connect (retrying while QEMU creates the socket) and return QEMU's version."""
+        while True:
+            try:
+                self._call(self._client.connect(str(self._path)), timeout=5)
+                break
+            except (QMPError, OSError) as exc:
+                if not alive():
+                    raise QemuError("QEMU exited before its monitor answered") from None
+                if time.monotonic() > deadline:
+                    raise QemuError(f"cannot connect to QMP at {self._path}: {exc}") from None
+                time.sleep(0.05)
+        version = self._client.greeting.QMP.version["qemu"] if self._client.greeting else {}
+        return "{major}.{minor}.{micro}".format(**version) if version else "unknown"
+
+    def execute(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10) -> Any:
+        """Run a QMP command and return its result; a QMP error becomes a QemuError."""
+        log.debug("qmp %s %s", command, arguments or "")
+        try:
+            return self._call(self._client.execute(command, arguments), timeout)
+        except QMPError as exc:
+            raise QemuError(f"QMP {command} failed: {exc}") from None
+
+    def close(self) -> None:
+        """Disconnect and stop the loop; safe to call twice."""
+        if self._loop.is_closed():
+            return
+        # QEMU may already be gone; then there is nothing to disconnect from.
+        with contextlib.suppress(QemuError, QMPError, OSError):
+            self._call(self._client.disconnect(), timeout=2)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(2)
+        self._loop.close()
