@@ -1,0 +1,156 @@
+"""Images: every format streams the same raw bytes, says its device type, and fails with a clear error."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import lzma
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from disk_images import make_disk
+
+from hil.bmap import find_bmap, parse_bmap
+from hil.errors import ImageError
+from hil.image import ImageInfo, check_device_type, materialize, open_image, partitions, raw_size, read_info
+
+DEVICE_TYPE = json.dumps({"slug": "raspberrypi4-64", "version": "6.1.2"}).encode()
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Path:
+    return make_disk(tmp_path / "os.img", boot_files={"device-type.json": DEVICE_TYPE})
+
+
+def compress(raw: Path, fmt: str) -> Path:
+    data = raw.read_bytes()
+    if fmt == ".img.gz":
+        out = raw.with_name(raw.name + ".gz")
+        out.write_bytes(gzip.compress(data, compresslevel=1))
+    elif fmt == ".img.xz":
+        out = raw.with_name(raw.name + ".xz")
+        out.write_bytes(lzma.compress(data, preset=0))
+    elif fmt == ".zip":
+        out = raw.with_suffix(".zip")
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(raw.name, data)
+    else:
+        return raw
+    return out
+
+
+def read_all(path: Path) -> bytes:
+    with open_image(path) as stream:
+        return b"".join(iter(lambda: stream.read(1 << 20), b""))
+
+
+@pytest.mark.parametrize("fmt", [".img", ".img.gz", ".img.xz", ".zip"])
+def test_every_format_streams_the_raw_image(disk: Path, fmt: str) -> None:
+    assert read_all(compress(disk, fmt)) == disk.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", [".img", ".img.gz", ".img.xz", ".zip"])
+def test_the_device_type_is_read_from_the_boot_partition_of_every_format(disk: Path, fmt: str) -> None:
+    assert read_info(compress(disk, fmt)) == ImageInfo(device_type="raspberrypi4-64", version="6.1.2")
+
+
+def test_the_device_type_is_read_from_an_mbr_disk_too(tmp_path: Path) -> None:
+    image = make_disk(tmp_path / "mbr.img", boot_files={"device-type.json": DEVICE_TYPE}, label="dos")
+    assert [p.fat for p in partitions(image.read_bytes()[: 1 << 20])] == [True, False]
+    assert read_info(image).device_type == "raspberrypi4-64"
+
+
+def test_a_sidecar_manifest_wins_over_the_boot_partition(disk: Path) -> None:
+    packed = compress(disk, ".img.xz")
+    disk.with_name("os.img.json").write_text(json.dumps({"slug": "qemux86-64", "version": "7"}))
+    assert read_info(packed) == ImageInfo(device_type="qemux86-64", version="7")
+
+
+def test_an_image_without_device_type_json_has_an_unknown_device_type(tmp_path: Path) -> None:
+    image = make_disk(tmp_path / "plain.img", boot_files={"config.txt": b"x"})
+    assert read_info(image) == ImageInfo(device_type=None, version=None)
+
+
+def test_an_image_for_another_device_type_is_refused() -> None:
+    info = ImageInfo(device_type="raspberrypi4-64", version="1")
+    refusal = r"image os\.img is built for raspberrypi4-64; the rig takes qemux86-64"
+    with pytest.raises(ImageError, match=refusal):
+        check_device_type(info, "qemux86-64", Path("os.img"))
+    check_device_type(info, "raspberrypi4-64", Path("os.img"))
+    check_device_type(ImageInfo(None, None), "qemux86-64", Path("os.img"))
+
+
+def test_a_truncated_gzip_image_is_named_as_corrupt(disk: Path) -> None:
+    packed = compress(disk, ".img.gz")
+    packed.write_bytes(packed.read_bytes()[:-5000])
+    with pytest.raises(ImageError, match=r"image .*os\.img\.gz is corrupt"):
+        read_all(packed)
+
+
+def test_a_damaged_xz_image_is_named_as_corrupt(disk: Path) -> None:
+    packed = compress(disk, ".img.xz")
+    data = bytearray(packed.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    packed.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=r"image .*os\.img\.xz is corrupt"):
+        read_all(packed)
+
+
+def test_a_zip_must_hold_exactly_one_image(tmp_path: Path) -> None:
+    archive_path = tmp_path / "two.zip"
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        archive.writestr("a.img", b"a")
+        archive.writestr("b.img", b"b")
+    with pytest.raises(ImageError, match=r"must hold exactly one image; it holds \['a.img', 'b.img'\]"):
+        read_all(archive_path)
+
+
+def test_a_file_that_is_not_a_zip_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.zip"
+    bogus.write_bytes(b"not a zip at all")
+    with pytest.raises(ImageError, match="is not a valid zip archive"):
+        read_all(bogus)
+
+
+def test_a_missing_image_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match=r"image .*nowhere\.img\.xz does not exist"):
+        read_all(tmp_path / "nowhere.img.xz")
+
+
+def test_materialize_caches_one_raw_copy_per_compressed_image(
+    disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HIL_CACHE_DIR", str(tmp_path / "cache"))
+    assert materialize(disk) == disk
+    raw = materialize(compress(disk, ".img.xz"))
+    assert raw.parent == tmp_path / "cache" / "raw"
+    assert raw.read_bytes() == disk.read_bytes()
+    stamp = raw.stat().st_mtime_ns
+    assert materialize(disk.with_name("os.img.xz")) == raw
+    assert raw.stat().st_mtime_ns == stamp
+
+
+def test_raw_size_is_known_without_decoding_for_img_and_zip(disk: Path) -> None:
+    assert raw_size(disk) == disk.stat().st_size
+    assert raw_size(compress(disk, ".zip")) == disk.stat().st_size
+    assert raw_size(compress(disk, ".img.gz")) is None
+
+
+def test_a_bmap_made_by_bmaptool_is_found_and_parsed(disk: Path) -> None:
+    bmap_path = disk.with_name("os.bmap")
+    subprocess.run(["bmaptool", "create", "-o", str(bmap_path), str(disk)], check=True, capture_output=True)
+    packed = compress(disk, ".img.xz")
+    assert find_bmap(packed) == bmap_path
+    bmap = parse_bmap(bmap_path)
+    assert bmap.image_size == disk.stat().st_size
+    assert 0 < bmap.mapped_bytes < bmap.image_size
+
+
+def test_a_bmap_whose_contents_were_altered_is_refused(disk: Path) -> None:
+    bmap_path = disk.with_name("os.img.bmap")
+    subprocess.run(["bmaptool", "create", "-o", str(bmap_path), str(disk)], check=True, capture_output=True)
+    bmap_path.write_text(bmap_path.read_text().replace("<BlockSize> 4096", "<BlockSize> 8192"))
+    with pytest.raises(ImageError, match="BmapFileChecksum does not match"):
+        parse_bmap(bmap_path)
