@@ -1,0 +1,110 @@
+"""`hil release ...`: create, list, show and gate releases, and print the recorded evidence."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hil.release.api import gate_release
+from hil.release.balena_store import BalenaStore
+from hil.release.sqlite_store import SqliteStore
+from hil.release.store import ReleaseStore
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `release` and its subcommands; each sets `func(args) -> exit code`."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--store",
+        type=Path,
+        help="sqlite release store (default: $HIL_RELEASE_STORE, else <cache>/releases.sqlite)",
+    )
+    release = subparsers.add_parser("release", help="release gating: drafts become final on passing evidence")
+    commands = release.add_subparsers(dest="release_command", required=True, metavar="COMMAND")
+
+    create = commands.add_parser("create", parents=[common], help="create a draft release")
+    create.add_argument("--version", required=True, help="the OS version this release is")
+    create.add_argument("--device-type", dest="device_types", nargs="+", required=True, metavar="TYPE")
+    create.set_defaults(func=_create)
+
+    commands.add_parser("list", parents=[common], help="list releases").set_defaults(func=_list)
+
+    balena = argparse.ArgumentParser(add_help=False)
+    balena.add_argument("--balena", action="store_true", help="the release lives on balena (BALENA_API_KEY)")
+    balena.add_argument(
+        "--balena-api", metavar="URL", help="balena API root (default: $BALENA_API_URL, else balenaCloud)"
+    )
+
+    show = commands.add_parser("show", parents=[common, balena], help="a release's status and decisions")
+    show.add_argument("release_id", metavar="ID")
+    show.set_defaults(func=_show)
+
+    gate = commands.add_parser(
+        "gate", parents=[common, balena], help="decide on a release; exit 0 final, 1 refused"
+    )
+    gate.add_argument("release_id", metavar="ID")
+    gate.add_argument("--results", nargs="+", type=Path, required=True, metavar="DIR")
+    gate.add_argument("--policy", type=Path, help="gate policy (default: ./gate.yaml, else hil's gate.yaml)")
+    gate.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
+    gate.add_argument("--report-dir", type=Path, help="where summary.md/.html and evidence.json go")
+    gate.set_defaults(func=_gate)
+
+    evidence = commands.add_parser("evidence", parents=[common], help="the recorded proof, as JSON")
+    evidence.add_argument("release_id", metavar="ID")
+    evidence.set_defaults(func=_evidence)
+
+
+def _store(args: argparse.Namespace) -> ReleaseStore:
+    if getattr(args, "balena", False) or getattr(args, "balena_api", None):
+        return BalenaStore(args.balena_api)
+    return SqliteStore(args.store)
+
+
+def _create(args: argparse.Namespace) -> int:
+    release = SqliteStore(args.store).create(args.version, args.device_types)
+    print(f"release {release.id}: version {release.version}, {', '.join(release.device_types)}, draft")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    for r in SqliteStore(args.store).releases():
+        finalized = f"  final since {r.finalized_at}" if r.finalized_at else ""
+        types = ",".join(r.device_types)
+        print(f"{r.id:>4}  {r.status:<11}  {r.version:<16}  {types}  {r.created}{finalized}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    r = store.get(args.release_id)
+    print(f"release {r.id}: version {r.version}, status {r.status}")
+    if r.device_types:
+        print(f"  device types: {', '.join(r.device_types)}")
+    if r.created:
+        print(f"  created {r.created}" + (f", finalized {r.finalized_at}" if r.finalized_at else ""))
+    if isinstance(store, SqliteStore):
+        for d in store.evidence(r.id):
+            reasons = d["decision"]["reasons"]
+            why = f": {reasons[0]}" if reasons else ""
+            why += f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
+            print(f"  decision {d['decision']} {d['decided_at']} by {d['who']}: {d['outcome']}{why}")
+    return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    result = gate_release(
+        _store(args),
+        args.release_id,
+        results=args.results,
+        policy=args.policy,
+        dry_run=args.dry_run,
+        report_dir=args.report_dir,
+    )
+    print(result.text)
+    return result.exit_code
+
+
+def _evidence(args: argparse.Namespace) -> int:
+    print(json.dumps(SqliteStore(args.store).evidence(args.release_id), indent=2, sort_keys=True))
+    return 0
