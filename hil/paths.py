@@ -15,3 +15,14 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def project_dirs(name: str, env: str) -> list[Path]:
+    """Where a project folder (`rigs`, `suites`) is looked up: $ENV (path list), ./NAME, then beside hil."""
+    candidates = [Path(p) for p in os.environ.get(env, "").split(os.pathsep) if p]
+    candidates += [Path.cwd() / name, Path(__file__).resolve().parent.parent / name]
+    found: list[Path] = []
+    for d in candidates:
+        if d.is_dir() and d.resolve() not in found:
+            found.append(d.resolve())
+    return found

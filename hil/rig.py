@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from hil import yamlconf
 from hil.errors import RigConfigError
+from hil.paths import project_dirs
 
 
 class _Strict(BaseModel):
@@ -70,21 +71,10 @@ class Rig:
         return self.spec.device_type
 
 
-def rig_dirs() -> list[Path]:
-    """Where rig files are looked up: $HIL_RIGS_DIR, ./rigs, then the rigs shipped beside hil."""
-    dirs = [Path(p) for p in os.environ.get("HIL_RIGS_DIR", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "rigs", Path(__file__).resolve().parent.parent / "rigs"]
-    seen: list[Path] = []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in seen:
-            seen.append(d.resolve())
-    return seen
-
-
 def available() -> dict[str, Path]:
     """Every rig name found, mapped to its file (earlier directories win)."""
     found: dict[str, Path] = {}
-    for d in rig_dirs():
+    for d in project_dirs("rigs", "HIL_RIGS_DIR"):
         for path in sorted(d.glob("*.yaml")):
             if path.stem != "pools":
                 found.setdefault(path.stem, path)

@@ -19,6 +19,7 @@ from hil.drivers.accel import Accel, pick_accel
 from hil.drivers.qmp import QmpLink
 from hil.drivers.socket_console import UnixSocketTransport
 from hil.errors import QemuError, ToolMissing
+from hil.image import materialize
 from hil.rig import QemuSpec
 
 log = logging.getLogger("hil.qemu")
@@ -94,10 +95,11 @@ class QemuBoard:
         if self.is_on:
             raise QemuError(f"board {self.name} is powered; power it off before flashing")
         qemu_img = _tool("qemu-img", "qemu-utils")
+        base = materialize(image)  # the cached raw image; the overlay never changes it
         overlay = self.workdir / "disk.qcow2"
         overlay.unlink(missing_ok=True)
         out = subprocess.run(
-            [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image.resolve()), str(overlay)],
+            [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base.resolve()), str(overlay)],
             capture_output=True,
             text=True,
             check=False,

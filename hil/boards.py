@@ -1,0 +1,59 @@
+"""What a DUT needs from a rig's hardware, and the table that builds it for each rig kind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from hil.os.base import OsProfile
+from hil.rig import Rig
+from hil.transport import Transport
+from hil.workdir import make_workdir
+
+
+class Board(Protocol):
+    """The hardware side of a rig: disk, power, console line and the SSH endpoint."""
+
+    ssh_port: int
+
+    def flash(self, image: Path, config: dict[str, Any]) -> None:
+        """Write the image (power must be off) and configure it with config.json."""
+        ...
+
+    def power_on(self, deadline: float) -> None:
+        """Apply power; return once the board runs."""
+        ...
+
+    def power_off(self, grace: float = 10.0) -> None:
+        """Cut power."""
+        ...
+
+    def console_transport(self, timeout: float) -> Transport:
+        """Open the board's console line."""
+        ...
+
+    def exit_reason(self) -> str | None:
+        """Why the board stopped on its own (QEMU died, ...), or None."""
+        ...
+
+    def close(self) -> None:
+        """Power off and release everything temporary."""
+        ...
+
+
+BoardFactory = Callable[[Rig, OsProfile, Path], Board]
+
+
+def _qemu_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
+    from hil.drivers.qemu import QemuBoard
+
+    return QemuBoard(rig.name, rig.spec.qemu, make_workdir(rig.name), artifacts, profile.ssh_port)
+
+
+BOARD_KINDS: dict[str, BoardFactory] = {"qemu": _qemu_board}
+
+
+def make_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
+    """Build the board for a rig from the kind table (no if/elif dispatch over kinds)."""
+    return BOARD_KINDS[rig.kind](rig, profile, artifacts)

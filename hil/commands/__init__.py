@@ -1,0 +1,1 @@
+"""The `hil` subcommands, one module each."""

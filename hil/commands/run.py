@@ -1,0 +1,103 @@
+"""`hil run`: the main job. Image, rig, the gating suites under pytest, a table of results, the gate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import xml.etree.ElementTree as ET
+from datetime import datetime
+from pathlib import Path
+
+from hil.errors import HilError
+from hil.paths import project_dirs
+from hil.rig import load_rig
+
+log = logging.getLogger("hil.run")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `hil run`."""
+    run = subparsers.add_parser(
+        "run",
+        help="flash and boot a rig, run the gating suites, gate the draft release",
+        description="The main job: put the image on the rig (by default on a virtual rig: the reference "
+        "image, built if needed), boot it, run the suites under pytest (JUnit XML and Allure results in the "
+        "artifacts directory), print a table of results, then gate a draft release in the release store.",
+    )
+    run.add_argument("--rig", default="qemu-x86_64", help="rig name or rig YAML (default: qemu-x86_64)")
+    run.add_argument(
+        "--image", type=Path, help="image to test (default on virtual rigs: the reference image)"
+    )
+    run.add_argument("--suite", action="append", dest="suites", metavar="NAME",
+                     help="suite to run (repeatable; default: every suite under suites/)")  # fmt: skip
+    run.add_argument("--artifacts", type=Path, help="output directory (default: ./artifacts/run-<time>)")
+    run.add_argument("--no-gate", action="store_true", help="run the suites but do not gate a release")
+    run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: extra pytest arguments")
+    run.set_defaults(func=_run)
+
+
+def suite_paths(names: list[str] | None) -> list[Path]:
+    """The suite directories to run: the named ones, or all under the first suites/ directory found."""
+    dirs = project_dirs("suites", "HIL_SUITES_DIR")
+    if not dirs:
+        raise HilError("no suites/ directory found (set HIL_SUITES_DIR or run from the hil checkout)")
+    available = {p.name: p for p in sorted(dirs[0].iterdir()) if p.is_dir() and any(p.glob("test_*.py"))}
+    if not names:
+        return list(available.values())
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise HilError(f"unknown suite {', '.join(unknown)}; known: {', '.join(available)}")
+    return [available[n] for n in names]
+
+
+def _run(args: argparse.Namespace) -> int:
+    import pytest
+
+    from hil.provision import resolve_image
+
+    rig = load_rig(args.rig)
+    suites = suite_paths(args.suites)
+    image = resolve_image(rig, args.image)
+    artifacts = args.artifacts or Path.cwd() / "artifacts" / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    junit = artifacts / "junit.xml"
+    print(f"hil: rig {rig.name} ({rig.kind}, {rig.device_type}); image {image}", file=sys.stderr)
+    print(f"hil: suites {', '.join(p.name for p in suites)}; artifacts {artifacts}", file=sys.stderr)
+    extra = [a for a in args.pytest_args if a != "--"]
+    status = pytest.main([
+        *map(str, suites), "--rig", str(rig.path), "--image", str(image), "--hil-artifacts", str(artifacts),
+        f"--junitxml={junit}", "-o", "junit_family=xunit2", f"--alluredir={artifacts / 'allure-results'}",
+        "-p", "no:cacheprovider", "-q", "--no-header", *extra,
+    ])  # fmt: skip
+    print_table(junit)
+    print(f"\nreports: {junit}\n         {artifacts / 'allure-results'} (allure serve ...)\n"
+          f"logs:    {artifacts / rig.name}", file=sys.stderr)  # fmt: skip
+    suites_ok = status == pytest.ExitCode.OK
+    if args.no_gate:
+        return 0 if suites_ok else 1
+    from hil.release.api import gate_run
+
+    decision = gate_run(results=[artifacts], device_types=[rig.device_type], image=image)
+    return 0 if suites_ok and decision.finalized else 1
+
+
+def print_table(junit: Path) -> None:
+    """One line per test: suite, name, outcome, seconds; then the totals."""
+    if not junit.exists():
+        print("no results were written", file=sys.stderr)
+        return
+    counts: dict[str, int] = {}
+    print(f"\n{'suite':16} {'test':64} {'result':8} {'s':>6}")
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        outcome = next(
+            (tag for tag in ("failure", "error", "skipped") if case.find(tag) is not None), "passed"
+        )
+        outcome = {"failure": "FAILED", "error": "ERROR", "skipped": "skipped"}.get(outcome, outcome)
+        counts[outcome] = counts.get(outcome, 0) + 1
+        name = case.get("name", "?")
+        print(
+            f"{props.get('hil.suite', '-'):16} {name[:64]:64} {outcome:8} {float(case.get('time', 0)):6.1f}"
+        )
+    print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))

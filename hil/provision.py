@@ -1,0 +1,35 @@
+"""Choose the image for a rig and assemble its DUT: the one path the plugin, the CLI and the benches share."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hil.boards import make_board
+from hil.dut import Dut
+from hil.errors import ImageError
+from hil.os import get_profile
+from hil.rig import Rig
+
+log = logging.getLogger("hil.provision")
+VIRTUAL_KINDS = ("qemu",)
+
+
+def resolve_image(rig: Rig, image: Path | None, version: str = "1.0.0") -> Path:
+    """The image to flash: the one given, else (virtual rigs only) the reference image, built if needed."""
+    if image is not None:
+        if not image.is_file():
+            raise ImageError(f"image {image} does not exist")
+        return image
+    if rig.kind not in VIRTUAL_KINDS:
+        raise ImageError(f"rig {rig.name} is a {rig.kind} rig: name the image to flash with --image")
+    from hil.images.reference import build_reference
+
+    return build_reference(version, log=log.info).disk
+
+
+def open_dut(rig: Rig, artifacts: Path) -> Dut:
+    """A powered-off DUT on `rig`, its logs going to `artifacts`."""
+    profile = get_profile(rig.spec.os)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    return Dut(rig, profile, make_board(rig, profile, artifacts), artifacts)

@@ -1,0 +1,252 @@
+"""hil's pytest plugin: --rig and --image, the rig and dut fixtures, and what goes into JUnit and Allure.
+
+Thin on purpose: the DUT state machine lives in hil.dut, image choice in hil.provision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hil.dut import Dut
+from hil.errors import HilError
+from hil.provision import open_dut, resolve_image
+from hil.rig import Rig, load_rig
+
+log = logging.getLogger("hil.plugin")
+DEFAULT_RIG = "qemu-x86_64"
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07]*\x07|[@-Z\\-_])")
+
+
+class _HilRun:
+    """Per-session state, kept in the config stash."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.run_id = uuid.uuid4().hex[:12]
+        self.started = datetime.now(UTC).isoformat(timespec="seconds")
+        option = config.getoption("hil_artifacts")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.artifacts = (
+            Path(option) if option else Path.cwd() / "artifacts" / f"run-{stamp}-{self.run_id[:4]}"
+        )
+        self.rig_arg: str = config.getoption("rig") or DEFAULT_RIG
+        image = config.getoption("image")
+        self.image_arg: Path | None = Path(image) if image else None
+        self.rig: Rig | None = None
+
+
+_RUN = pytest.StashKey[_HilRun]()
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Options: which rig, which image, where the logs go."""
+    group = parser.getgroup("hil", "hil: hardware-in-the-loop")
+    group.addoption(
+        "--rig",
+        metavar="NAME|PATH",
+        help=f"rig to run on: a name from rigs/ or a rig YAML file (default: {DEFAULT_RIG})",
+    )
+    group.addoption(
+        "--image",
+        metavar="PATH",
+        help="OS image to flash (.img, .img.gz, .img.xz, .zip); on virtual rigs the default is "
+        "hil's reference image, built if not cached",
+    )
+    group.addoption("--hil-artifacts", metavar="DIR",
+                    help="transcripts, QEMU logs, dmesg go here (default ./artifacts/run-TIME)")  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register markers, check the options up front, and stop boards cleanly on SIGTERM."""
+    config.addinivalue_line("markers", "qemu: boots a QEMU board (slow under TCG)")
+    config.addinivalue_line("markers", "slow: takes over a minute")
+    config.addinivalue_line(
+        "markers", "requires(feature): runs only on rigs that have the feature (e.g. wifi)"
+    )
+    run = _HilRun(config)
+    config.stash[_RUN] = run
+    if config.getoption("rig") or run.image_arg:
+        try:
+            run.rig = load_rig(run.rig_arg)
+        except HilError as exc:
+            raise pytest.UsageError(
+                f"{exc}\n  usage: pytest suites/boot --rig NAME|rigs/NAME.yaml [--image PATH]"
+            ) from None
+        if run.image_arg is not None and not run.image_arg.is_file():
+            raise pytest.UsageError(f"--image {run.image_arg}: no such file")
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        # SIGTERM (a cancelled CI job) unwinds like Ctrl-C, so fixtures power boards off and remove disks.
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tag every test under suites/<name>/ with its suite, for the release gate."""
+    for item in items:
+        parts = item.path.parts
+        if "suites" in parts[:-1]:
+            item.user_properties.append(("hil.suite", parts[parts.index("suites") + 1]))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """Keep each phase's report on the item, so fixtures know whether the test failed."""
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+@pytest.fixture(scope="session")
+def hil_artifacts(pytestconfig: pytest.Config) -> Path:
+    """The run's artifacts directory."""
+    path = pytestconfig.stash[_RUN].artifacts
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def rig(pytestconfig: pytest.Config) -> Rig:
+    """The rig chosen with --rig."""
+    run = pytestconfig.stash[_RUN]
+    if run.rig is None:
+        try:
+            run.rig = load_rig(run.rig_arg)
+        except HilError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    return run.rig
+
+
+@pytest.fixture(scope="session")
+def dut_image(pytestconfig: pytest.Config, rig: Rig) -> Path:
+    """The image under test: --image, or on virtual rigs the reference image."""
+    try:
+        return resolve_image(rig, pytestconfig.stash[_RUN].image_arg)
+    except HilError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def _hil_dut(
+    pytestconfig: pytest.Config, rig: Rig, dut_image: Path, hil_artifacts: Path,
+    record_testsuite_property: Any,
+) -> Iterator[Dut]:  # fmt: skip
+    """One DUT for the session, flashed once; closed (powered off, disks removed) even on Ctrl-C."""
+    run = pytestconfig.stash[_RUN]
+    for name, value in (
+        ("hil.rig", rig.name),
+        ("hil.device_type", rig.device_type),
+        ("hil.image", dut_image),
+        ("hil.run_id", run.run_id),
+        ("hil.started", run.started),
+    ):
+        record_testsuite_property(name, str(value))
+    dut = open_dut(rig, hil_artifacts / rig.name)
+    try:
+        dut.flash(dut_image)
+        yield dut
+    finally:
+        dut.close()
+
+
+@pytest.fixture
+def dut(_hil_dut: Dut, record_testsuite_property: Any) -> Dut:
+    """The DUT, booted to a console login and SSH (a no-op when it already is)."""
+    return _boot(_hil_dut, record_testsuite_property)
+
+
+@pytest.fixture
+def fresh_dut(_hil_dut: Dut, dut_image: Path, record_testsuite_property: Any) -> Dut:
+    """The DUT reflashed with the image under test and booted: for tests that change the device."""
+    try:
+        _hil_dut.flash(dut_image)
+    except HilError as exc:
+        pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+    return _boot(_hil_dut, record_testsuite_property)
+
+
+def _boot(dut: Dut, record_testsuite_property: Any) -> Dut:
+    try:
+        dut.boot()
+    except HilError as exc:
+        pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+    if dut.os_version:
+        record_testsuite_property("hil.os_version", dut.os_version)
+    return dut
+
+
+@pytest.fixture(autouse=True)
+def _hil_evidence(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Attach this test's console slice to Allure; on failure save dmesg and the full transcript too."""
+    if not {"dut", "fresh_dut"} & set(request.fixturenames):
+        yield
+        return
+    dut: Dut = request.getfixturevalue("_hil_dut")
+    start = dut.transcript.stat().st_size if dut.transcript.exists() else 0
+    yield
+    reports = request.node.stash.get(_REPORTS, {})
+    failed = any(r.failed for r in reports.values())
+    _attach(f"console ({request.node.name})", _clean(dut.transcript, start))
+    if failed:
+        _save_failure_evidence(dut, request.node.name)
+
+
+def _clean(transcript: Path, start: int) -> str:
+    if not transcript.exists():
+        return ""
+    with transcript.open("rb") as f:
+        f.seek(start)
+        return _ANSI.sub("", f.read().decode(errors="replace")).replace("\r", "")
+
+
+def _attach(name: str, text: str) -> None:
+    with contextlib.suppress(ImportError):
+        import allure
+
+        allure.attach(text, name=name, attachment_type=allure.attachment_type.TEXT)
+
+
+def _save_failure_evidence(dut: Dut, test: str) -> None:
+    """dmesg from the DUT (when it still answers) and the whole transcript, beside the logs and in Allure."""
+    folder = dut.artifacts / re.sub(r"[^\w.-]+", "_", test)
+    folder.mkdir(parents=True, exist_ok=True)
+    if dut.broken is None:
+        try:
+            dmesg = (dut.run("dmesg", timeout=30) if dut.state >= 3 else dut.console_run("dmesg", 30)).output
+        except HilError as exc:
+            dmesg = f"(dmesg unavailable: {exc})"
+        (folder / "dmesg.txt").write_text(dmesg)
+        _attach("dmesg", dmesg)
+    _attach("console (full transcript)", _clean(dut.transcript, 0))
+    for log_file in (dut.artifacts / "qemu.stderr.log",):
+        if log_file.exists():
+            _attach(log_file.name, log_file.read_text(errors="replace"))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say up front where the evidence goes."""
+    run = config.stash[_RUN]
+    return [f"hil: rig {run.rig_arg}, image {run.image_arg or 'default'}, artifacts {run.artifacts}"]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write Allure's environment panel (rig, image) when Allure results are being collected."""
+    alluredir = session.config.getoption("allure_report_dir", None)
+    run = session.config.stash.get(_RUN, None)
+    if alluredir and run and Path(alluredir).is_dir():
+        lines = [f"rig={run.rig_arg}", f"image={run.image_arg or 'reference'}", f"run_id={run.run_id}",
+                 f"finished={time.strftime('%Y-%m-%dT%H:%M:%S')}"]  # fmt: skip
+        (Path(alluredir) / "environment.properties").write_text("\n".join(lines) + "\n")
