@@ -87,12 +87,12 @@ def load_policy(path: Path | None = None) -> Policy:
     try:
         model = PolicyModel.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = [str(part) for part in first["loc"]]
-        field = ".".join(loc) or "(top level)"
-        line = _line_of(root, loc)
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise RigConfigError(f"{path}:{line}: {field}: {first['msg']}{more}") from exc
+        problems = [
+            f"{path}:{_line_of(root, [str(p) for p in e['loc']])}: "
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise RigConfigError("; ".join(problems)) from exc
     return Policy(path=str(path), sha256=hashlib.sha256(data).hexdigest(), model=model)
 
 

@@ -1,0 +1,97 @@
+"""gate.yaml: validated, with errors that name the file, the line and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hil.errors import RigConfigError
+from hil.release.policy import DEFAULT_POLICY, load_policy
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gate.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_default_policy_requires_the_four_suites_on_qemux86_64() -> None:
+    policy = load_policy(DEFAULT_POLICY)
+    rules = policy.rules_for("qemux86-64")
+    assert rules is not None
+    assert {name: rule.min_tests for name, rule in rules.suites.items()} == {
+        "boot": 5,
+        "networking": 3,
+        "time_sync": 3,
+        "hostapp_update": 3,
+    }
+    assert all(not rule.allow_skips for rule in rules.suites.values())
+    assert len(policy.sha256) == 64
+
+
+def test_a_zero_minimum_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "device_types:\n  qemux86-64:\n    suites:\n      boot:\n        min_tests: 5\n"
+        "      networking:\n        min_tests: 0\n",
+    )
+    with pytest.raises(RigConfigError) as err:
+        load_policy(path)
+    assert str(err.value).startswith(f"{path}:7: device_types.qemux86-64.suites.networking.min_tests:")
+    assert "greater than 0" in str(err.value)
+
+
+def test_a_misspelt_key_is_refused_at_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "device_types:\n  qemux86-64:\n    suites:\n      boot:\n        min_test: 5\n")
+    with pytest.raises(RigConfigError) as err:
+        load_policy(path)
+    message = str(err.value)
+    assert f"{path}:5: device_types.qemux86-64.suites.boot.min_tests: Field required" in message
+    assert (
+        f"{path}:5: device_types.qemux86-64.suites.boot.min_test: Extra inputs are not permitted" in message
+    )
+
+
+def test_a_missing_minimum_is_refused_at_its_suite(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "device_types:\n  qemux86-64:\n    suites:\n      boot:\n        allow_skips: []\n"
+    )
+    with pytest.raises(
+        RigConfigError, match=r"gate\.yaml:5: device_types\.qemux86-64\.suites\.boot\.min_tests: Field"
+    ):
+        load_policy(path)
+
+
+def test_a_device_type_with_no_suites_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "device_types:\n  qemux86-64:\n    suites: {}\n")
+    with pytest.raises(RigConfigError, match=r"gate\.yaml:3: device_types\.qemux86-64\.suites: "):
+        load_policy(path)
+
+
+def test_an_empty_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RigConfigError, match=r"gate\.yaml:1: device_types: Field required"):
+        load_policy(write(tmp_path, ""))
+
+
+def test_broken_yaml_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "device_types:\n  qemux86-64:\n    suites: [boot\n")
+    with pytest.raises(RigConfigError, match=r"gate\.yaml:4: not valid YAML"):
+        load_policy(path)
+
+
+def test_a_missing_policy_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(RigConfigError, match="cannot read the gate policy"):
+        load_policy(tmp_path / "nope.yaml")
+
+
+def test_skips_match_a_test_id_or_its_function_name(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "device_types:\n  qemux86-64:\n    suites:\n      time_sync:\n"
+        "        min_tests: 3\n        allow_skips: ['test_rtc_*', 'suites.time_sync.test_x::test_y']\n",
+    )
+    rule = load_policy(path).model.device_types["qemux86-64"].suites["time_sync"]
+    assert rule.skip_allowed("suites.time_sync.test_time_sync::test_rtc_persists")
+    assert rule.skip_allowed("suites.time_sync.test_x::test_y")
+    assert not rule.skip_allowed("suites.time_sync.test_time_sync::test_chrony")
