@@ -1,0 +1,100 @@
+"""Update bundles: a tar of manifest.json and the gzipped root filesystem, as hostapp-update takes them."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+from hil.errors import ImageError
+
+MANIFEST = "manifest.json"
+ROOTFS = "rootfs.img.gz"
+_CHUNK = 1024 * 1024
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes | Path) -> None:
+    info = tarfile.TarInfo(name)
+    info.mode = 0o644
+    if isinstance(data, Path):
+        info.size = data.stat().st_size
+        with data.open("rb") as f:
+            tar.addfile(info, f)
+    else:
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+
+def _write(out: Path, manifest: dict, rootfs_gz: Path) -> None:
+    # USTAR, manifest first: busybox tar on the DUT reads it without scanning the whole archive.
+    with tarfile.open(out, "w", format=tarfile.USTAR_FORMAT) as tar:
+        _add(tar, MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+        _add(tar, ROOTFS, rootfs_gz)
+
+
+def write_bundle(rootfs_img: Path, out: Path, *, version: str, device_type: str, variant: str) -> None:
+    """Write the bundle for one root filesystem image (the gzipped copy is made beside `out`)."""
+    rootfs_gz = out.with_name(ROOTFS)
+    with rootfs_img.open("rb") as src, gzip.GzipFile(rootfs_gz, "wb", compresslevel=6, mtime=0) as dst:
+        shutil.copyfileobj(src, dst, _CHUNK)
+    manifest = {
+        "version": version,
+        "device_type": device_type,
+        "variant": variant,
+        "rootfs": {
+            "file": ROOTFS,
+            "compressed_sha256": _digest(rootfs_gz),
+            "compressed_size": rootfs_gz.stat().st_size,
+            "sha256": _digest(rootfs_img),
+            "size": rootfs_img.stat().st_size,
+        },
+    }
+    _write(out, manifest, rootfs_gz)
+    rootfs_gz.unlink()
+
+
+def read_manifest(bundle: Path) -> dict:
+    """The manifest of a bundle; ImageError when the file is not one."""
+    try:
+        with tarfile.open(bundle) as tar:
+            member = tar.extractfile(MANIFEST)
+            if member is None:
+                raise KeyError(MANIFEST)
+            return json.load(member)
+    except (tarfile.TarError, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise ImageError(f"{bundle} is not an update bundle: {exc}") from exc
+
+
+def make_foreign_bundle(bundle: Path, device_type: str, out: Path) -> Path:
+    """A copy of `bundle` that claims another device type (checksums still valid), for rejection tests."""
+    manifest = {**read_manifest(bundle), "device_type": device_type}
+    with tarfile.open(bundle) as tar:
+        rootfs = out.with_name(f".{out.name}.{ROOTFS}")
+        member = tar.extractfile(ROOTFS)
+        if member is None:
+            raise ImageError(f"{bundle} has no {ROOTFS}")
+        with rootfs.open("wb") as f:
+            shutil.copyfileobj(member, f, _CHUNK)
+    _write(out, manifest, rootfs)
+    rootfs.unlink()
+    return out
+
+
+def truncate_bundle(bundle: Path, out: Path, keep: float = 0.5) -> Path:
+    """A copy of `bundle` cut after `keep` of its bytes, as an interrupted download leaves it."""
+    size = int(bundle.stat().st_size * keep)
+    with bundle.open("rb") as src, out.open("wb") as dst:
+        dst.write(src.read(size))
+    return out

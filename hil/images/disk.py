@@ -1,0 +1,86 @@
+"""Filesystem images and the GPT disk, made without mounts or loop devices."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hil.errors import ImageError
+from hil.images.tools import run
+
+MIB = 1024 * 1024
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One GPT partition: its label (GPT name), type and size."""
+
+    name: str
+    type_guid: str
+    size_mib: int
+
+
+# As on balenaOS: boot, two root slots, state that survives updates, user data.
+LAYOUT = (
+    Partition("boot", ESP_TYPE, 32),
+    Partition("rootA", LINUX_TYPE, 64),
+    Partition("rootB", LINUX_TYPE, 64),
+    Partition("state", LINUX_TYPE, 16),
+    Partition("data", LINUX_TYPE, 64),
+)
+ROOT_MIB = 64
+
+
+def mkfs_ext4(image: Path, size_mib: int, label: str, source: Path | None = None) -> None:
+    """An ext4 image file, filled from `source` when given (owners are copied: build as root)."""
+    populate = ["-d", source] if source else []
+    run(["mkfs.ext4", "-q", "-F", "-L", label, *populate, image, f"{size_mib}M"])
+
+
+def mkfs_vfat(image: Path, size_mib: int, label: str, files: dict[str, Path]) -> None:
+    """A FAT image file holding `files` (destination path inside -> source file), placed with mtools."""
+    run(["mkfs.vfat", "-C", "-n", label, image, str(size_mib * 1024)])
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    dirs = sorted({str(p) for dest in files for p in Path(dest).parents if str(p) != "."})
+    for directory in dirs:
+        run(["mmd", "-i", image, f"::/{directory}"], env=env)
+    for dest, source in files.items():
+        run(["mcopy", "-i", image, source, f"::/{dest}"], env=env)
+
+
+def _copy_sparse(source: Path, disk: Path, offset: int) -> None:
+    """Write `source` into `disk` at `offset`, skipping all-zero blocks (dd conv=notrunc,sparse)."""
+    with source.open("rb") as src, disk.open("r+b") as dst:
+        pos = offset
+        while block := src.read(MIB):
+            if block.count(0) != len(block):
+                dst.seek(pos)
+                dst.write(block)
+            pos += len(block)
+
+
+def partition_table(disk: Path) -> list[dict]:
+    """The partitions `sfdisk --json` reports (start and size in 512-byte sectors, name)."""
+    return json.loads(run(["sfdisk", "--json", disk]))["partitiontable"]["partitions"]
+
+
+def assemble(disk: Path, images: dict[str, Path]) -> None:
+    """Lay out LAYOUT on a new sparse disk file and write each partition's image into place."""
+    total_mib = 1 + sum(p.size_mib for p in LAYOUT) + 1  # GPT header before, backup GPT after
+    with disk.open("wb") as f:
+        f.truncate(total_mib * MIB)
+    script = "label: gpt\n" + "".join(
+        f"size={p.size_mib}MiB, type={p.type_guid}, name={p.name}\n" for p in LAYOUT
+    )
+    run(["sfdisk", "--quiet", disk], stdin=script)
+    for entry, part in zip(partition_table(disk), LAYOUT, strict=True):
+        if entry["name"] != part.name or entry["size"] != part.size_mib * 2048:
+            raise ImageError(f"sfdisk laid out {entry} where {part} was asked for")
+        image = images[part.name]
+        if image.stat().st_size > part.size_mib * MIB:
+            raise ImageError(f"{image} does not fit partition {part.name} ({part.size_mib} MiB)")
+        _copy_sparse(image, disk, entry["start"] * 512)

@@ -1,0 +1,112 @@
+"""The reference image as built: layout, files in each partition, bundle, cache (no QEMU)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hil.images import bootenv, bundle
+from hil.images.disk import ESP_TYPE, partition_table
+from hil.images.reference import ReferenceImage, build_reference
+from hil.images.sshkey import default_public_key
+
+
+@pytest.fixture(scope="session")
+def image() -> ReferenceImage:
+    return build_reference("1.0.0", log=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def partitions(image: ReferenceImage) -> dict[str, dict]:
+    return {p["name"]: p for p in partition_table(image.disk)}
+
+
+def _extract(image: ReferenceImage, part: dict, out: Path) -> Path:
+    with image.disk.open("rb") as disk:
+        disk.seek(part["start"] * 512)
+        out.write_bytes(disk.read(part["size"] * 512))
+    return out
+
+
+def _ext4_cat(fs: Path, path: str) -> str:
+    return subprocess.run(
+        ["debugfs", "-R", f"cat {path}", str(fs)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def _vfat_cat(image: ReferenceImage, part: dict, path: str) -> bytes:
+    return subprocess.run(
+        ["mtype", "-i", f"{image.disk}@@{part['start'] * 512}", f"::/{path}"],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+    ).stdout
+
+
+def test_disk_is_laid_out_like_balenaos(partitions: dict[str, dict]) -> None:
+    assert list(partitions) == ["boot", "rootA", "rootB", "state", "data"]
+    assert partitions["boot"]["type"] == ESP_TYPE
+    assert partitions["boot"]["size"] * 512 == 32 * 1024 * 1024
+    assert partitions["rootA"]["size"] == partitions["rootB"]["size"] == 64 * 2048
+
+
+def test_disk_is_sparse(image: ReferenceImage) -> None:
+    assert image.disk.stat().st_blocks * 512 < image.disk.stat().st_size / 2
+
+
+def test_root_slot_names_the_version_and_device_type(image, partitions, tmp_path) -> None:
+    root = _extract(image, partitions["rootA"], tmp_path / "rootA.img")
+    release = dict(line.split("=", 1) for line in _ext4_cat(root, "/etc/os-release").splitlines())
+    assert release["ID"] == "hil-reference"
+    assert release["VERSION_ID"] == "1.0.0"
+    assert release["SLUG"] == "qemux86-64"
+
+
+def test_healthy_image_starts_every_service_and_a_serial_login(image, partitions, tmp_path) -> None:
+    inittab = _ext4_cat(_extract(image, partitions["rootA"], tmp_path / "rootA.img"), "/etc/inittab")
+    for service in ("dropbear", "chronyd", "dhcp"):
+        assert f"/usr/lib/hil/svc/{service}" in inittab
+    assert "getty -L 115200 ttyS0" in inittab
+
+
+def test_boot_partition_holds_grub_kernel_and_initramfs(image, partitions) -> None:
+    boot = partitions["boot"]
+    assert _vfat_cat(image, boot, "EFI/BOOT/BOOTX64.EFI")[:2] == b"MZ"
+    assert _vfat_cat(image, boot, "vmlinuz")[0x202:0x206] == b"HdrS"  # the x86 boot protocol magic
+    assert _vfat_cat(image, boot, "initrd")[:6] == b"070701"
+
+
+def test_boot_partition_names_the_device_type_and_version(image, partitions) -> None:
+    device_type = json.loads(_vfat_cat(image, partitions["boot"], "device-type.json"))
+    assert device_type == {"slug": "qemux86-64", "version": "1.0.0"}
+
+
+def test_default_config_lets_hils_key_in(image, partitions) -> None:
+    config = json.loads(_vfat_cat(image, partitions["boot"], "config.json"))
+    assert config["hostname"] == "hil-dut"
+    assert config["os"]["sshKeys"] == [default_public_key()]
+
+
+def test_fresh_image_boots_slot_a_with_nothing_pending(image, partitions) -> None:
+    env = bootenv.parse(_vfat_cat(image, partitions["boot"], "bootenv").decode())
+    assert env == bootenv.BootEnv(active="A", pending=False, count=0, limit=2)
+
+
+def test_bundle_carries_the_root_slot_with_its_checksums(image, partitions, tmp_path) -> None:
+    manifest = bundle.read_manifest(image.bundle)
+    assert (manifest["version"], manifest["device_type"]) == ("1.0.0", "qemux86-64")
+    root = _extract(image, partitions["rootA"], tmp_path / "rootA.img").read_bytes()
+    assert manifest["rootfs"]["size"] == len(root)
+    assert manifest["rootfs"]["sha256"] == hashlib.sha256(root).hexdigest()
+
+
+def test_second_build_with_the_same_inputs_is_a_cache_hit(image: ReferenceImage) -> None:
+    lines: list[str] = []
+    again = build_reference("1.0.0", log=lines.append)
+    assert again == image
+    assert lines == [f"cached: {image.disk}"]
