@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,7 +43,18 @@ class Board(Protocol):
         ...
 
 
-BoardFactory = Callable[[Rig, OsProfile, Path], Board]
+@dataclass(frozen=True)
+class BoardKind:
+    """How to check a host for a rig kind, and how to build its board."""
+
+    preflight: Callable[[Rig], None]
+    make: Callable[[Rig, OsProfile, Path], Board]
+
+
+def _qemu_preflight(rig: Rig) -> None:
+    from hil.drivers.qemu import preflight
+
+    preflight(rig.spec.qemu)
 
 
 def _qemu_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
@@ -51,9 +63,14 @@ def _qemu_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     return QemuBoard(rig.name, rig.spec.qemu, make_workdir(rig.name), artifacts, profile.ssh_port)
 
 
-BOARD_KINDS: dict[str, BoardFactory] = {"qemu": _qemu_board}
+BOARD_KINDS: dict[str, BoardKind] = {"qemu": BoardKind(_qemu_preflight, _qemu_board)}
+
+
+def preflight(rig: Rig) -> None:
+    """Raise ToolMissing now, rather than mid-test, when this host cannot drive the rig."""
+    BOARD_KINDS[rig.kind].preflight(rig)
 
 
 def make_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     """Build the board for a rig from the kind table (no if/elif dispatch over kinds)."""
-    return BOARD_KINDS[rig.kind](rig, profile, artifacts)
+    return BOARD_KINDS[rig.kind].make(rig, profile, artifacts)

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from hil.boards import preflight
+from hil.console_text import TextCleaner
 from hil.dut import Dut
 from hil.errors import HilError
 from hil.provision import open_dut, resolve_image
@@ -25,7 +27,6 @@ from hil.rig import Rig, load_rig
 
 log = logging.getLogger("hil.plugin")
 DEFAULT_RIG = "qemu-x86_64"
-_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07]*\x07|[@-Z\\-_])")
 
 
 class _HilRun:
@@ -79,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("rig") or run.image_arg:
         try:
             run.rig = load_rig(run.rig_arg)
+            preflight(run.rig)
         except HilError as exc:
             raise pytest.UsageError(
                 f"{exc}\n  usage: pytest suites/boot --rig NAME|rigs/NAME.yaml [--image PATH]"
@@ -209,7 +211,8 @@ def _clean(transcript: Path, start: int) -> str:
         return ""
     with transcript.open("rb") as f:
         f.seek(start)
-        return _ANSI.sub("", f.read().decode(errors="replace")).replace("\r", "")
+        cleaner = TextCleaner()
+        return cleaner.feed(f.read()) + cleaner.flush()
 
 
 def _attach(name: str, text: str) -> None:

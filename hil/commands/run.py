@@ -54,9 +54,11 @@ def suite_paths(names: list[str] | None) -> list[Path]:
 def _run(args: argparse.Namespace) -> int:
     import pytest
 
+    from hil.boards import preflight
     from hil.provision import resolve_image
 
     rig = load_rig(args.rig)
+    preflight(rig)
     suites = suite_paths(args.suites)
     image = resolve_image(rig, args.image)
     artifacts = args.artifacts or Path.cwd() / "artifacts" / datetime.now().strftime("run-%Y%m%d-%H%M%S")

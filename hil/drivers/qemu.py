@@ -48,6 +48,14 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
+def preflight(spec: QemuSpec) -> None:
+    """Fail before anything starts when a host program or the firmware a virtual board needs is missing."""
+    _tool(f"qemu-system-{spec.arch}", "qemu-system-x86")
+    _tool("qemu-img", "qemu-utils")
+    if not OVMF_CODE.exists():
+        raise ToolMissing(f"UEFI firmware {OVMF_CODE} is missing (apt-get install ovmf)")
+
+
 class QemuBoard:
     """One QEMU virtual board; `workdir` holds its temporary disks, `artifacts` its logs."""
 
@@ -137,8 +145,6 @@ class QemuBoard:
             return
         if self._overlay is None:
             raise QemuError(f"board {self.name} has no image; flash it first")
-        if not OVMF_CODE.exists():
-            raise ToolMissing(f"UEFI firmware {OVMF_CODE} is missing (apt-get install ovmf)")
         for _attempt in range(3):
             self.ssh_port = _free_port()
             self._start_process()
