@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hil.errors import HilError
 from hil.paths import cache_dir
 from hil.release import report
 from hil.release.gate import REFUSED, Decision, evaluate
@@ -17,8 +18,10 @@ from hil.release.policy import load_policy
 from hil.release.results import read_results
 from hil.release.sqlite_store import SqliteStore
 from hil.release.store import (
+    ALREADY_FINAL,
     DRY_RUN,
     FINAL,
+    FINALIZED,
     INVALIDATED,
     NOT_FINALIZED,
     ReleaseStore,
@@ -36,8 +39,8 @@ class GateResult:
 
     @property
     def exit_code(self) -> int:
-        """0 when the release is (or, in a dry run, would be) final on this evidence, 1 when refused."""
-        return 0 if self.decision.passed else 1
+        """0 when the release is (or, in a dry run, would be) final on this evidence, else 1."""
+        return 0 if self.decision.passed and self.outcome in (FINALIZED, ALREADY_FINAL, DRY_RUN) else 1
 
     @property
     def text(self) -> str:
@@ -88,7 +91,12 @@ def gate_release(
     if dry_run:
         outcome = DRY_RUN
     elif decision.passed:
-        outcome = store.finalize(release.id, evidence)
+        try:
+            outcome = store.finalize(release.id, evidence)
+        except HilError as exc:
+            # Passing evidence, but the store said no (API error, invalidated meanwhile): it stays draft.
+            outcome = f"{NOT_FINALIZED}: {exc}"
+            store.record(release.id, {**evidence, "outcome": outcome})
     else:
         outcome = NOT_FINALIZED + (" (it was already final)" if release.status == FINAL else "")
         store.record(release.id, {**evidence, "outcome": outcome})
