@@ -6,10 +6,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from disk_images import make_disk
 
 from hil.drivers.card import CardIdentity
 from hil.drivers.fake_sysfs import FakeBlockTree
-from hil.errors import FlashError, RigConfigError
+from hil.drivers.flasher import flash_card
+from hil.errors import FlashError, HilError, RigConfigError
 
 GIB = 1 << 30
 READER = CardIdentity(vendor_id="0424", product_id="4041", serial="000000264001")
@@ -78,6 +80,20 @@ def test_a_by_id_style_link_to_the_card_passes_the_write_checks(tree: FakeBlockT
     assert tree.locator(READER).check_writable(link, max_bytes=32 * GIB).name == "sda"
 
 
+def fingerprint(tree: FakeBlockTree) -> dict[str, tuple[int, int, bytes]]:
+    """mtime, size and first MiB of every fake disk's bytes: any write would change them."""
+    prints = {}
+    for name, disk in tree.disks.items():
+        with open(disk.backing, "rb") as f:
+            prints[name] = (disk.backing.stat().st_mtime_ns, disk.backing.stat().st_size, f.read(1 << 20))
+    return prints
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    return make_disk(tmp_path / "os.img", boot_files={"device-type.json": b'{"slug": "raspberrypi4-64"}'})
+
+
 @pytest.mark.parametrize(
     ("setup", "device", "reason"),
     [
@@ -89,12 +105,13 @@ def test_a_by_id_style_link_to_the_card_passes_the_write_checks(tree: FakeBlockT
         (("stack", "sda1", "dm-0"), "/dev/sda", "dm-0 is mounted at /srv/data"),
         (("read_only",), "/dev/sda", "the card is write-protected"),
         (("max", 4 * GIB), "/dev/sda", "more than the rig's max card size of 4294967296 bytes"),
+        (("device_type", "qemux86-64"), "/dev/sda", "is built for raspberrypi4-64; the rig takes qemux86-64"),
     ],
 )
-def test_flash_refuses_a_disk_it_must_not_write(
-    tree: FakeBlockTree, setup: tuple | None, device: str, reason: str
+def test_flash_refuses_a_disk_it_must_not_write_and_writes_nothing(
+    tree: FakeBlockTree, image: Path, setup: tuple | None, device: str, reason: str
 ) -> None:
-    max_bytes = 32 * GIB
+    max_bytes, device_type = 32 * GIB, "raspberrypi4-64"
     if setup and setup[0] == "mount":
         tree.mount(setup[1], setup[2])
     elif setup and setup[0] == "stack":
@@ -104,5 +121,20 @@ def test_flash_refuses_a_disk_it_must_not_write(
         tree.set_read_only("sda", True)
     elif setup and setup[0] == "max":
         max_bytes = setup[1]
-    with pytest.raises(FlashError, match=reason):
-        tree.locator(READER).check_writable(Path(device), max_bytes=max_bytes)
+    elif setup and setup[0] == "device_type":
+        device_type = setup[1]
+    for disk in tree.disks.values():
+        disk.backing.write_bytes(b"old card contents" * 1000)
+    before = fingerprint(tree)
+    with pytest.raises(HilError, match=reason):
+        flash_card(image, tree.locator(READER), Path(device), max_bytes=max_bytes, device_type=device_type)
+    assert fingerprint(tree) == before
+
+
+def test_flash_card_writes_the_rigs_card(tree: FakeBlockTree, image: Path) -> None:
+    report = flash_card(
+        image, tree.locator(READER), Path("/dev/sda"), max_bytes=32 * GIB, device_type="raspberrypi4-64"
+    )
+    assert report.verified
+    with open(tree.disks["sda"].backing, "rb") as card:
+        assert card.read(image.stat().st_size) == image.read_bytes()

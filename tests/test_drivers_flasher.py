@@ -1,0 +1,153 @@
+"""The flasher: writes what the image holds (and only where needed), verifies it, and reports progress."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import lzma
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from disk_images import make_disk
+
+from hil.drivers.flasher import flash, verify_written, write_config_json, write_image
+from hil.drivers.progress import LogProgress
+from hil.errors import FlashError, ImageError
+
+MIB = 1 << 20
+
+
+def sparse_image(path: Path, size_mib: int = 16) -> Path:
+    """An image with data in every other MiB and zeros (holes) elsewhere."""
+    with open(path, "wb") as f:
+        f.truncate(size_mib * MIB)
+        for mib in range(0, size_mib, 2):
+            f.seek(mib * MIB)
+            f.write(os.urandom(MIB))
+    return path
+
+
+def make_bmap(image: Path) -> Path:
+    bmap = image.with_name(image.name + ".bmap")
+    subprocess.run(["bmaptool", "create", "-o", str(bmap), str(image)], check=True, capture_output=True)
+    return bmap
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    return sparse_image(tmp_path / "os.img")
+
+
+@pytest.fixture
+def quiet() -> LogProgress:
+    return LogProgress("test")
+
+
+def test_a_raw_image_lands_byte_for_byte_and_its_zero_blocks_are_skipped(
+    image: Path, tmp_path: Path, quiet: LogProgress
+) -> None:
+    target = tmp_path / "card.bin"
+    target.write_bytes(b"\xff" * (20 * MIB))  # old data: must not survive where the image has zeros
+    report = flash(image, target, progress=quiet)
+    assert target.read_bytes()[: 16 * MIB] == image.read_bytes()
+    assert (report.bytes_written, report.bytes_total, report.verified) == (8 * MIB, 16 * MIB, True)
+
+
+@pytest.mark.parametrize("fmt", ["gz", "xz", "zip"])
+def test_a_compressed_image_is_streamed_to_the_target(
+    image: Path, tmp_path: Path, fmt: str, quiet: LogProgress
+) -> None:
+    data = image.read_bytes()
+    packed = tmp_path / f"packed.img.{fmt}"
+    if fmt == "gz":
+        packed.write_bytes(gzip.compress(data, compresslevel=1))
+    elif fmt == "xz":
+        packed.write_bytes(lzma.compress(data, preset=0))
+    else:
+        with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("os.img", data)
+    target = tmp_path / "card.bin"
+    flash(packed, target, progress=quiet)
+    assert target.read_bytes() == data
+
+
+def test_with_a_bmap_only_the_mapped_ranges_are_written(
+    image: Path, tmp_path: Path, quiet: LogProgress
+) -> None:
+    make_bmap(image)
+    packed = tmp_path / "os.img.xz"
+    packed.write_bytes(lzma.compress(image.read_bytes(), preset=0))
+    target = tmp_path / "card.bin"
+    report = flash(packed, target, progress=quiet)
+    assert report.bmap == tmp_path / "os.img.bmap"
+    assert report.bytes_written == 8 * MIB
+    assert target.read_bytes() == image.read_bytes()
+
+
+def test_an_image_that_no_longer_matches_its_bmap_is_named_corrupt(
+    image: Path, tmp_path: Path, quiet: LogProgress
+) -> None:
+    make_bmap(image)
+    with open(image, "r+b") as f:
+        f.seek(3)
+        f.write(b"X")
+    with pytest.raises(ImageError, match=r"image .*os\.img is corrupt: bytes 0\+\d+ do not match its bmap"):
+        flash(image, tmp_path / "card.bin", progress=quiet)
+
+
+@pytest.mark.parametrize("with_bmap", [False, True])
+def test_verify_catches_a_corrupted_write(
+    image: Path, tmp_path: Path, with_bmap: bool, quiet: LogProgress
+) -> None:
+    if with_bmap:
+        make_bmap(image)
+    target = tmp_path / "card.bin"
+    written = write_image(image, target, progress=quiet)
+    corrupt_at = 2 * MIB + 12345
+    with open(target, "r+b") as f:
+        f.seek(corrupt_at)
+        original = f.read(1)
+        f.seek(corrupt_at)
+        f.write(bytes([original[0] ^ 0x01]))
+    with pytest.raises(FlashError, match=f"verify failed at offset {corrupt_at}: "):
+        verify_written(image, target, written, progress=quiet)
+
+
+def test_a_target_that_is_neither_a_disk_nor_a_file_is_refused(image: Path, quiet: LogProgress) -> None:
+    with pytest.raises(
+        FlashError, match="refusing to flash /dev/null: it is neither a block device nor a regular"
+    ):
+        flash(image, Path("/dev/null"), progress=quiet)
+
+
+def test_progress_is_logged_about_every_five_percent_off_a_terminal(
+    image: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hil.flasher")
+    flash(image, tmp_path / "card.bin", progress=LogProgress("flash os.img"), block_size=64 * 1024)
+    writes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("flash os.img write:")]
+    assert 20 <= len(writes) <= 22
+    assert writes[-1].startswith("flash os.img write: 16 MiB (100%) at ")
+
+
+def test_config_json_is_written_into_the_boot_partition(tmp_path: Path) -> None:
+    disk = make_disk(tmp_path / "os.img", boot_files={"device-type.json": b"{}"})
+    write_config_json(disk, {"hostname": "rig-7", "wifi": {"ssid": "lab"}})
+    shown = subprocess.run(
+        ["mtype", "-i", f"{disk}@@{MIB}", "::/config.json"],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+    ).stdout
+    assert json.loads(shown) == {"hostname": "rig-7", "wifi": {"ssid": "lab"}}
+
+
+def test_config_json_needs_a_boot_partition(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(bytes(2 * MIB))
+    with pytest.raises(ImageError, match="has no FAT boot partition"):
+        write_config_json(blank, {})
