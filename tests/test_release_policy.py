@@ -43,14 +43,14 @@ def test_a_zero_minimum_is_refused_at_its_line(tmp_path: Path) -> None:
 
 
 def test_a_misspelt_key_is_refused_at_the_key(tmp_path: Path) -> None:
-    path = write(tmp_path, "device_types:\n  qemux86-64:\n    suites:\n      boot:\n        min_test: 5\n")
+    path = write(
+        tmp_path,
+        "device_types:\n  qemux86-64:\n    suites:\n      boot:\n"
+        "        min_tests: 5\n        allow_skip: []\n",
+    )
     with pytest.raises(RigConfigError) as err:
         load_policy(path)
-    message = str(err.value)
-    assert f"{path}:5: device_types.qemux86-64.suites.boot.min_tests: Field required" in message
-    assert (
-        f"{path}:5: device_types.qemux86-64.suites.boot.min_test: Extra inputs are not permitted" in message
-    )
+    assert str(err.value) == f"{path}:6: device_types.qemux86-64.suites.boot.allow_skip: unknown field"
 
 
 def test_a_missing_minimum_is_refused_at_its_suite(tmp_path: Path) -> None:
@@ -58,7 +58,8 @@ def test_a_missing_minimum_is_refused_at_its_suite(tmp_path: Path) -> None:
         tmp_path, "device_types:\n  qemux86-64:\n    suites:\n      boot:\n        allow_skips: []\n"
     )
     with pytest.raises(
-        RigConfigError, match=r"gate\.yaml:5: device_types\.qemux86-64\.suites\.boot\.min_tests: Field"
+        RigConfigError,
+        match=r"gate\.yaml:4: device_types\.qemux86-64\.suites\.boot\.min_tests: required field is missing",
     ):
         load_policy(path)
 
@@ -70,7 +71,7 @@ def test_a_device_type_with_no_suites_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_empty_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(RigConfigError, match=r"gate\.yaml:1: device_types: Field required"):
+    with pytest.raises(RigConfigError, match=r"gate\.yaml:1: device_types: required field is missing"):
         load_policy(write(tmp_path, ""))
 
 
@@ -81,7 +82,7 @@ def test_broken_yaml_is_refused_with_its_line(tmp_path: Path) -> None:
 
 
 def test_a_missing_policy_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(RigConfigError, match="cannot read the gate policy"):
+    with pytest.raises(RigConfigError, match=r"nope\.yaml: cannot read"):
         load_policy(tmp_path / "nope.yaml")
 
 

@@ -7,9 +7,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from hil import yamlconf
 from hil.errors import RigConfigError
 
 # The repository's default policy, used when neither --policy nor ./gate.yaml names another.
@@ -72,45 +72,6 @@ def load_policy(path: Path | None = None) -> Policy:
     """Read and validate a policy file; a mistake raises RigConfigError naming file:line: field."""
     if path is None:
         path = Path("gate.yaml") if Path("gate.yaml").is_file() else DEFAULT_POLICY
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RigConfigError(f"{path}: cannot read the gate policy ({exc.strerror})") from exc
-    text = data.decode(errors="replace")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"{mark.line + 1}" if mark else "?"
-        raise RigConfigError(f"{path}:{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
-    try:
-        model = PolicyModel.model_validate(raw if raw is not None else {})
-    except ValidationError as exc:
-        problems = [
-            f"{path}:{_line_of(root, [str(p) for p in e['loc']])}: "
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        raise RigConfigError("; ".join(problems)) from exc
-    return Policy(path=str(path), sha256=hashlib.sha256(data).hexdigest(), model=model)
-
-
-def _line_of(node: yaml.Node | None, loc: list[str]) -> int:
-    """The 1-based line of the deepest YAML node that `loc` reaches (the parent, for a missing key)."""
-    if node is None:
-        return 1
-    for part in loc:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == part:
-                    # An unexpected key is best shown at the key itself.
-                    child = value if part != loc[-1] else key
-                    break
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            child = node.value[int(part)]
-        if child is None:
-            break
-        node = child
-    return node.start_mark.line + 1
+    path = Path(path)
+    model = yamlconf.load(PolicyModel, path, RigConfigError)
+    return Policy(path=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(), model=model)
