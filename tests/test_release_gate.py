@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -147,7 +148,7 @@ def test_a_junit_file_without_hil_properties_refuses(tmp_path: Path) -> None:
         '<testcase classname="t" name="x"/></testsuite></testsuites>'
     )
     write_junit(tmp_path / "junit.xml")
-    assert any("lacks hil.device_type" in r for r in decide(tmp_path).reasons)
+    assert any("has no hil.device_type property" in r for r in decide(tmp_path).reasons)
 
 
 def test_other_xml_in_an_artifacts_dir_is_not_evidence(tmp_path: Path) -> None:
@@ -259,3 +260,37 @@ def test_failing_tests_carry_their_artifacts(tmp_path: Path, outcome: str) -> No
     )
     (failed,) = cell(decide(tmp_path), "boot").failing
     assert failed.artifacts == (str(tmp_path / "artifacts" / "console.log"),)
+
+
+def test_a_dut_that_never_booted_shows_its_errors_and_refuses(tmp_path: Path) -> None:
+    errored = {case_id("boot", n): "error" for n in SUITES["boot"]}
+    path = write_junit(tmp_path / "junit.xml", version=None, outcomes=errored)
+    decision = decide(tmp_path)
+    assert cell(decision, "boot").state == CELL_FAILED
+    assert (
+        f"{path}: 14 result(s) do not say which OS version they are for (no hil.os_version)"
+        in decision.reasons
+    )
+
+
+def test_a_session_reporting_two_os_versions_refuses(tmp_path: Path) -> None:
+    path = write_junit(tmp_path / "junit.xml")
+    first = '<property name="hil.os_version" value="1.2.0" />'
+    path.write_text(path.read_text().replace(first, first + first.replace("1.2.0", "1.3.0")))
+    assert f"{path}: one session reports several OS versions: 1.2.0, 1.3.0" in decide(tmp_path).reasons
+
+
+def test_allure_from_a_junit_run_lends_its_attachments_to_failing_tests(tmp_path: Path) -> None:
+    failing = case_id("boot", "test_no_failed_units")
+    write_junit(tmp_path / "junit.xml", run_id="run-7", outcomes={failing: "failed"})
+    allure = write_allure(tmp_path / "allure-results", run_id="run-7", outcomes={failing: "failed"})
+    # What the hil plugin writes: the run id, but not the device type, under keys without "hil.".
+    (allure / "environment.properties").write_text("rig=qemu-1\nimage=reference\nrun_id=run-7\n")
+    record_path = next(p for p in allure.glob("*-result.json") if "test_no_failed_units" in p.read_text())
+    record = json.loads(record_path.read_text())
+    record["attachments"] = [{"name": "dmesg", "source": "ab12-attachment.txt", "type": "text/plain"}]
+    record_path.write_text(json.dumps(record))
+    decision = decide(tmp_path)
+    assert not [r for r in decision.reasons if "allure" in r]
+    (failed,) = cell(decision, "boot").failing
+    assert failed.artifacts == (str(allure / "ab12-attachment.txt"),)

@@ -158,8 +158,25 @@ def test_hil_run_gates_a_draft_it_finds_or_creates(tmp_path: Path, passing: Path
     first = gate_run(results=[passing], version="1.2.0", device_types=["qemux86-64"], policy=None, store=path)
     again = gate_run(results=[passing], version="1.2.0", device_types=["qemux86-64"], policy=None, store=path)
     assert (first.outcome, again.outcome) == (FINALIZED, ALREADY_FINAL)
+    assert first.finalized and again.finalized
     assert first.decision.release_id == again.decision.release_id
     assert "passed" in first.text
+
+
+def test_hil_run_gates_the_version_the_dut_reported(tmp_path: Path, passing: Path) -> None:
+    image = tmp_path / "hil-1.2.0.img"
+    result = gate_run(
+        results=[passing], device_types=["qemux86-64"], image=image, store=tmp_path / "s.sqlite"
+    )
+    assert result.finalized
+    assert result.decision.version == "1.2.0"
+    assert result.evidence["image"] == str(image)
+
+
+def test_hil_run_will_not_guess_between_two_reported_versions(tmp_path: Path, passing: Path) -> None:
+    write_junit(passing / "old.xml", version="1.1.9", suites={"boot": SUITES["boot"]})
+    with pytest.raises(GateRefused, match=r"OS versions 1\.1\.9, 1\.2\.0"):
+        gate_run(results=[passing], device_types=["qemux86-64"], store=tmp_path / "s.sqlite")
 
 
 def _gate_in_a_process(store_path: str, release_id: str, results: str, barrier) -> str:

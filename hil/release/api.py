@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hil.errors import HilError
+from hil.errors import GateRefused, HilError
 from hil.paths import cache_dir
 from hil.release import report
 from hil.release.gate import REFUSED, Decision, evaluate
@@ -38,9 +38,14 @@ class GateResult:
     report_dir: Path
 
     @property
+    def finalized(self) -> bool:
+        """True when the release is final and this evidence passed (finalized now, or already final)."""
+        return self.decision.passed and self.outcome in (FINALIZED, ALREADY_FINAL)
+
+    @property
     def exit_code(self) -> int:
         """0 when the release is (or, in a dry run, would be) final on this evidence, else 1."""
-        return 0 if self.decision.passed and self.outcome in (FINALIZED, ALREADY_FINAL, DRY_RUN) else 1
+        return 0 if self.finalized or (self.decision.passed and self.outcome == DRY_RUN) else 1
 
     @property
     def text(self) -> str:
@@ -66,6 +71,7 @@ def gate_release(
     policy: Path | None = None,
     dry_run: bool = False,
     report_dir: Path | None = None,
+    image: Path | None = None,
 ) -> GateResult:
     """Decide on `release_id` from the result dirs; finalize it only when every required cell passed."""
     loaded = load_policy(policy)
@@ -84,6 +90,7 @@ def gate_release(
         "decided_at": decided_at.isoformat(timespec="seconds"),
         "who": who(),
         "policy": {"path": loaded.path, "sha256": loaded.sha256},
+        "image": str(image) if image else None,
         "results": {"dirs": [str(d) for d in results], "files": found.files},
         "decision": decision.as_dict(),
         "attempts": [asdict(a) for a in found.attempts],
@@ -110,16 +117,29 @@ def gate_release(
 def gate_run(
     *,
     results: list[Path],
-    version: str,
     device_types: list[str],
+    version: str | None = None,
+    image: Path | None = None,
     policy: Path | None = None,
     store: Path | None = None,
     report_dir: Path | None = None,
 ) -> GateResult:
-    """What `hil run` ends with: find or create the draft for `version` in the sqlite store, then gate it."""
+    """What `hil run` ends with: find or create the draft for `version` in the sqlite store, then gate it.
+
+    Without `version`, the release is for the OS version the DUT reported in the results (exactly one).
+    """
+    if version is None:
+        reported = {a.os_version for a in read_results(results).attempts if a.device_type in device_types}
+        reported.discard("")
+        if len(reported) != 1:
+            found = ", ".join(sorted(reported)) or "none (did the DUT boot?)"
+            raise GateRefused(f"cannot tell which release to gate: the results report OS versions {found}")
+        (version,) = reported
     sqlite = SqliteStore(store)
     release = sqlite.find_or_create_draft(version, device_types)
-    return gate_release(sqlite, release.id, results=results, policy=policy, report_dir=report_dir)
+    return gate_release(
+        sqlite, release.id, results=results, policy=policy, report_dir=report_dir, image=image
+    )
 
 
 def _with_reason(decision: Decision, reason: str) -> Decision:

@@ -88,7 +88,7 @@ def _show(args: argparse.Namespace) -> int:
             reasons = d["decision"]["reasons"]
             why = f": {reasons[0]}" if reasons else ""
             why += f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
-            print(f"  decision {d['decision']} {d['decided_at']} by {d['who']}: {d['outcome']}{why}")
+            print(f"  decision {d['id']} {d['decided_at']} by {d['who']}: {d['outcome']}{why}")
     return 0
 
 

@@ -72,7 +72,8 @@ def evaluate(
         reasons.append("the release names no device types, so nothing could show it works")
 
     reasons += _wrong_version(results.attempts, version)
-    current = latest_attempts(a for a in results.attempts if a.os_version == version)
+    # Unversioned results (a DUT that never booted) still show in the table; _wrong_version refuses them.
+    current = latest_attempts(a for a in results.attempts if a.os_version in (version, ""))
     by_cell: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
     for attempt in current.values():
         by_cell[(attempt.device_type, attempt.suite)].append(attempt)
@@ -121,6 +122,8 @@ def _wrong_version(attempts: list[Attempt], version: str) -> list[str]:
             wrong[(attempt.source, attempt.os_version)] += 1
     return [
         f"{source}: {count} result(s) are for version {other}, not {version}"
+        if other
+        else f"{source}: {count} result(s) do not say which OS version they are for (no hil.os_version)"
         for (source, other), count in sorted(wrong.items())
     ]
 

@@ -7,7 +7,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -71,22 +71,29 @@ def latest_attempts(attempts: Iterable[Attempt]) -> dict[tuple[str, str, str], A
 
 
 def read_results(dirs: Iterable[Path]) -> ResultSet:
-    """Read every JUnit XML file and allure-results directory under `dirs`."""
+    """Read every JUnit XML file, then every allure-results directory, under `dirs`."""
     results = ResultSet()
-    for root in dirs:
-        root = Path(root)
-        if not root.is_dir():
+    roots = []
+    for root in map(Path, dirs):
+        if root.is_dir():
+            roots.append(root)
+        else:
             results.problems.append(f"results directory {root} does not exist")
-            continue
-        before = len(results.files)
+    for root in roots:
         for path in sorted(root.rglob("*.xml")):
             _read_junit(path, results)
-        allure_dirs = sorted({p.parent for p in root.rglob("*-result.json")})
-        for allure_dir in allure_dirs:
-            _read_allure(allure_dir, results)
-        if len(results.files) == before:
+    # JUnit first: an allure result from a run that also left JUnit only lends its attachments.
+    junit_runs = {a.run_id for a in results.attempts}
+    lent: dict[tuple[str, str], tuple[str, ...]] = {}
+    for root in roots:
+        for allure_dir in sorted({p.parent for p in root.rglob("*-result.json")}):
+            _read_allure(allure_dir, results, junit_runs, lent)
+    results.attempts = [
+        replace(a, artifacts=a.artifacts + lent.get((a.run_id, a.test), ())) for a in results.attempts
+    ]
+    for root in roots:
+        if not any(Path(f).is_relative_to(root) for f in results.files):
             results.problems.append(f"{root} holds no JUnit XML and no allure results")
-    _drop_allure_covered_by_junit(results)
     return results
 
 
@@ -136,13 +143,20 @@ def _read_junit(path: Path, results: ResultSet) -> None:
 
 def _read_junit_suite(path: Path, testsuite: ET.Element, results: ResultSet) -> None:
     props = _properties(testsuite)
-    absent = [name for name in ("hil.device_type", "hil.os_version", "hil.run_id") if not props.get(name)]
-    if absent:
+    if not props.get("hil.device_type"):
         results.problems.append(
-            f"{path}: testsuite '{testsuite.get('name', '')}' lacks {', '.join(absent)}; "
+            f"{path}: testsuite '{testsuite.get('name', '')}' has no hil.device_type property; "
             "cannot tell what these results are for"
         )
         return
+    props.setdefault("hil.run_id", f"file:{path}")
+    own = testsuite.find("properties")
+    listed = own.findall("property") if own is not None else []
+    versions = sorted({p.get("value", "") for p in listed if p.get("name") == "hil.os_version"})
+    if len(versions) > 1:
+        results.problems.append(f"{path}: one session reports several OS versions: {', '.join(versions)}")
+    # A DUT that never booted reports no version: its failures still belong in the table.
+    props["hil.os_version"] = versions[0] if len(versions) == 1 else ""
     started = props.get("hil.started") or testsuite.get("timestamp", "")
     for case in testsuite.iter("testcase"):
         classname, name = case.get("classname", ""), case.get("name", "")
@@ -188,25 +202,40 @@ def _allure_environment(allure_dir: Path, results: ResultSet) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
-def _read_allure(allure_dir: Path, results: ResultSet) -> None:
+def _read_allure(
+    allure_dir: Path,
+    results: ResultSet,
+    junit_runs: set[str],
+    lent: dict[tuple[str, str], tuple[str, ...]],
+) -> None:
     env = _allure_environment(allure_dir, results)
     for path in sorted(allure_dir.glob("*-result.json")):
         data, results.files[str(path)] = _sha256(path)
         try:
             record = json.loads(data)
             labels = {lab["name"]: lab["value"] for lab in record.get("labels", [])}
-            full_name = record["fullName"]
-        except (ValueError, KeyError, TypeError) as exc:
+            module = record["fullName"].split("#", 1)[0]
+            artifacts = tuple(
+                str((allure_dir / a["source"]).resolve()) for a in record.get("attachments", [])
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             results.problems.append(f"{path}: not a readable allure result ({exc})")
             continue
-        props = {name: labels.get(name) or env.get(name, "") for name in _SUITE_PROPS}
-        if not props["hil.device_type"] or not props["hil.os_version"]:
+        # Labels first, then environment.properties, where the run's facts may go with or without "hil.".
+        props = {
+            name: labels.get(name) or env.get(name) or env.get(name.removeprefix("hil."), "")
+            for name in _SUITE_PROPS
+        }
+        test = f"{module}::{record.get('name', '')}"
+        if props["hil.run_id"] in junit_runs:
+            lent[(props["hil.run_id"], test)] = artifacts
+            continue
+        if not props["hil.device_type"]:
             results.problems.append(
-                f"{path}: no hil.device_type / hil.os_version label or environment property; "
+                f"{path}: no hil.device_type label or environment property; "
                 "cannot tell what this result is for"
             )
             continue
-        module = full_name.split("#", 1)[0]
         started = props["hil.started"]
         if not started and isinstance(record.get("start"), int):
             started = datetime.fromtimestamp(record["start"] / 1000, UTC).isoformat()
@@ -214,7 +243,7 @@ def _read_allure(allure_dir: Path, results: ResultSet) -> None:
             Attempt(
                 device_type=props["hil.device_type"],
                 suite=labels.get("hil.suite") or _suite_from_module(module),
-                test=f"{module}::{record.get('name', '')}",
+                test=test,
                 outcome=_ALLURE_OUTCOMES.get(record.get("status", ""), ERROR),
                 run_id=props["hil.run_id"] or f"allure:{allure_dir}",
                 started=started,
@@ -223,16 +252,6 @@ def _read_allure(allure_dir: Path, results: ResultSet) -> None:
                 image=props["hil.image"],
                 source=str(path),
                 message=str((record.get("statusDetails") or {}).get("message", ""))[:500],
-                artifacts=tuple(
-                    str((allure_dir / a["source"]).resolve()) for a in record.get("attachments", [])
-                ),
+                artifacts=artifacts,
             )
         )
-
-
-def _drop_allure_covered_by_junit(results: ResultSet) -> None:
-    """When one run left both a JUnit file and allure results, the JUnit file is the authority."""
-    junit_runs = {a.run_id for a in results.attempts if a.source.endswith(".xml")}
-    results.attempts = [
-        a for a in results.attempts if a.source.endswith(".xml") or a.run_id not in junit_runs
-    ]

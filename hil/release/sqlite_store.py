@@ -152,7 +152,7 @@ class SqliteStore:
             rows = db.execute(
                 "SELECT id, evidence FROM decisions WHERE release_id = ? ORDER BY id", (_int_id(release_id),)
             ).fetchall()
-            return [{"decision": row["id"], **json.loads(row["evidence"])} for row in rows]
+            return [{"id": row["id"], **json.loads(row["evidence"])} for row in rows]
 
     @staticmethod
     def _insert(db: sqlite3.Connection, release_id: str, evidence: dict) -> None:
