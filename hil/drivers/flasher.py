@@ -224,13 +224,12 @@ def _nonzero(
 
 def _data_runs(data: bytes) -> list[tuple[int, int]]:
     """(start, end) of the runs of `data` that are not all-zero, at _ZERO_GRAIN granularity."""
-    view = memoryview(data)
     runs: list[tuple[int, int]] = []
     for start in range(0, len(data), _ZERO_GRAIN):
-        piece = view[start : start + _ZERO_GRAIN]
-        if piece == _ZEROS[: len(piece)]:
+        end = min(start + _ZERO_GRAIN, len(data))
+        # bytes.startswith compares with memcmp; a memoryview comparison goes element by element.
+        if data.startswith(_ZEROS[: end - start], start):
             continue
-        end = start + len(piece)
         if runs and runs[-1][1] == start:
             runs[-1] = (runs[-1][0], end)
         else:
