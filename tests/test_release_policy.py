@@ -90,9 +90,11 @@ def test_skips_match_a_test_id_or_its_function_name(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "device_types:\n  qemux86-64:\n    suites:\n      time_sync:\n"
-        "        min_tests: 3\n        allow_skips: ['test_rtc_*', 'suites.time_sync.test_x::test_y']\n",
+        "        min_tests: 3\n"
+        "        allow_skips: ['test_rtc_*', 'suites.time_sync.test_x::test_y', 'test_z[ssh]']\n",
     )
     rule = load_policy(path).model.device_types["qemux86-64"].suites["time_sync"]
     assert rule.skip_allowed("suites.time_sync.test_time_sync::test_rtc_persists")
     assert rule.skip_allowed("suites.time_sync.test_x::test_y")
+    assert rule.skip_allowed("suites.time_sync.test_x::test_z[ssh]")
     assert not rule.skip_allowed("suites.time_sync.test_time_sync::test_chrony")
