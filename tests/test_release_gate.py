@@ -294,3 +294,18 @@ def test_allure_from_a_junit_run_lends_its_attachments_to_failing_tests(tmp_path
     assert not [r for r in decision.reasons if "allure" in r]
     (failed,) = cell(decision, "boot").failing
     assert failed.artifacts == (str(allure / "ab12-attachment.txt"),)
+
+
+def test_two_records_of_one_test_from_one_session_count_as_the_worse(tmp_path: Path) -> None:
+    flaky = case_id("boot", "test_ssh_answers")
+    write_junit(tmp_path / "a.xml", run_id="same", outcomes={flaky: "failed"})
+    write_junit(tmp_path / "b.xml", run_id="same")
+    assert cell(decide(tmp_path), "boot").state == CELL_FAILED
+
+
+def test_a_start_time_that_cannot_be_ordered_refuses(tmp_path: Path) -> None:
+    path = write_junit(tmp_path / "junit.xml", started="yesterday")
+    assert (
+        f"{path}: start time 'yesterday' is not an ISO time; retries cannot be ordered"
+        in decide(tmp_path).reasons
+    )

@@ -37,21 +37,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
 
     show = commands.add_parser("show", parents=[common, balena], help="a release's status and decisions")
-    show.add_argument("release_id", metavar="ID")
+    show.add_argument("release_id", metavar="ID", help="release id (sqlite) or balena release id")
     show.set_defaults(func=_show)
 
     gate = commands.add_parser(
         "gate", parents=[common, balena], help="decide on a release; exit 0 final, 1 refused"
     )
-    gate.add_argument("release_id", metavar="ID")
-    gate.add_argument("--results", nargs="+", type=Path, required=True, metavar="DIR")
+    gate.add_argument("release_id", metavar="ID", help="release id (sqlite) or balena release id")
+    gate.add_argument(
+        "--results",
+        nargs="+",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="directories holding JUnit XML and/or allure-results (searched recursively)",
+    )
     gate.add_argument("--policy", type=Path, help="gate policy (default: ./gate.yaml, else hil's gate.yaml)")
     gate.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
     gate.add_argument("--report-dir", type=Path, help="where summary.md/.html and evidence.json go")
     gate.set_defaults(func=_gate)
 
     evidence = commands.add_parser("evidence", parents=[common], help="the recorded proof, as JSON")
-    evidence.add_argument("release_id", metavar="ID")
+    evidence.add_argument("release_id", metavar="ID", help="release id")
     evidence.set_defaults(func=_evidence)
 
 

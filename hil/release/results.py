@@ -17,8 +17,13 @@ PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 # allure statuses: "broken" is an error outside an assertion, "unknown" means the run did not finish it.
 _ALLURE_OUTCOMES = {"passed": PASSED, "failed": FAILED, "broken": ERROR, "skipped": SKIPPED}
 
+# Two records of one test from one session (a rerun plugin, a hand-merged file): the worse one counts.
+_SEVERITY = {PASSED: 0, SKIPPED: 1, FAILED: 2, ERROR: 3}
+
 # Jenkins' junit-attachments convention, also honoured in captured output.
 _ATTACHMENT = re.compile(r"\[\[ATTACHMENT\|(.+?)\]\]")
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 _SUITE_PROPS = ("hil.rig", "hil.device_type", "hil.image", "hil.os_version", "hil.run_id", "hil.started")
 
@@ -45,9 +50,9 @@ class Attempt:
         """What identifies the test across retries: (device type, suite, test)."""
         return (self.device_type, self.suite, self.test)
 
-    def order(self) -> tuple[datetime, str]:
-        """Sort key for 'latest attempt wins': start time, then run id so ties are deterministic."""
-        return (_parse_time(self.started), self.run_id)
+    def order(self) -> tuple[datetime, str, int]:
+        """Sort key for 'latest attempt wins': start time, run id, then the worse outcome on a full tie."""
+        return (_parse_time(self.started), self.run_id, _SEVERITY.get(self.outcome, len(_SEVERITY)))
 
 
 @dataclass
@@ -106,7 +111,7 @@ def _parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
+        return _NEVER
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -158,6 +163,10 @@ def _read_junit_suite(path: Path, testsuite: ET.Element, results: ResultSet) -> 
     # A DUT that never booted reports no version: its failures still belong in the table.
     props["hil.os_version"] = versions[0] if len(versions) == 1 else ""
     started = props.get("hil.started") or testsuite.get("timestamp", "")
+    if _parse_time(started) == _NEVER:
+        results.problems.append(
+            f"{path}: start time '{started}' is not an ISO time; retries cannot be ordered"
+        )
     for case in testsuite.iter("testcase"):
         classname, name = case.get("classname", ""), case.get("name", "")
         suite = _properties(case).get("hil.suite") or _suite_from_module(classname)
