@@ -75,20 +75,19 @@ def _md_escape(text: str) -> str:
 def render_html(decision: Decision, outcome: str, report_dir: Path) -> str:
     """The decision as a standalone HTML page for Jenkins' HTML publisher."""
     e = html.escape
+    # Presentational attributes, not CSS: Jenkins' default Content-Security-Policy drops inline styles.
     colour = {"passed": "#c8f7c5", "failed": "#f7c5c5", "missing": "#f7e3c5", "too few": "#f7e3c5"}
     head = "".join(f"<th>{e(c)}</th>" for c in _COLUMNS)
     body = "".join(
-        f'<tr style="background:{colour.get(c.state, "#eee")}">'
+        f'<tr bgcolor="{colour.get(c.state, "#eeeeee")}">'
         + "".join(f"<td>{e(v)}</td>" for v in _row(c))
         + "</tr>"
         for c in decision.cells
     )
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>hil gate</title>",
-        "<style>body{font-family:sans-serif}td,th{border:1px solid #999;padding:2px 8px}"
-        "table{border-collapse:collapse}</style></head><body>",
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>hil gate</title></head><body>",
         f"<h1>{e(_headline(decision, outcome))}</h1>",
-        f"<table><tr>{head}</tr>{body}</table>",
+        f'<table border="1" cellpadding="4" cellspacing="0"><tr>{head}</tr>{body}</table>',
     ]
     if decision.reasons:
         parts.append(
