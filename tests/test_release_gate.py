@@ -309,3 +309,8 @@ def test_a_start_time_that_cannot_be_ordered_refuses(tmp_path: Path) -> None:
         f"{path}: start time 'yesterday' is not an ISO time; retries cannot be ordered"
         in decide(tmp_path).reasons
     )
+
+
+def test_a_release_without_a_version_is_never_final(tmp_path: Path) -> None:
+    write_junit(tmp_path / "junit.xml", version=None)
+    assert "release 7 has no version to hold the results against" in decide(tmp_path, version="").reasons

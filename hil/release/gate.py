@@ -66,6 +66,9 @@ def evaluate(
     """Apply `policy` to `results` for a release of `version` shipping for `device_types`."""
     reasons = list(results.problems)
     notes = list(results.notes)
+    if not version:
+        # Unversioned results would otherwise "match" it.
+        reasons.append(f"release {release_id} has no version to hold the results against")
     if policy.version and policy.version != version:
         reasons.append(f"the policy is for version {policy.version}, the release is version {version}")
     if not device_types:
