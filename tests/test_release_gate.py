@@ -314,3 +314,17 @@ def test_a_start_time_that_cannot_be_ordered_refuses(tmp_path: Path) -> None:
 def test_a_release_without_a_version_is_never_final(tmp_path: Path) -> None:
     write_junit(tmp_path / "junit.xml", version=None)
     assert "release 7 has no version to hold the results against" in decide(tmp_path, version="").reasons
+
+
+def test_a_policy_pinned_to_another_version_refuses(tmp_path: Path) -> None:
+    write_junit(tmp_path / "r" / "junit.xml")
+    policy = tmp_path / "gate.yaml"
+    policy.write_text('version: "1.3.0"\n' + DEFAULT_POLICY.read_text())
+    decision = evaluate(
+        load_policy(policy),
+        read_results([tmp_path / "r"]),
+        release_id="7",
+        version="1.2.0",
+        device_types=["qemux86-64"],
+    )
+    assert "the policy is for version 1.3.0, the release is version 1.2.0" in decision.reasons
