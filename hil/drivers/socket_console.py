@@ -1,0 +1,78 @@
+"""A console transport on a Unix stream socket: how hil reads QEMU's serial chardev."""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import time
+from pathlib import Path
+
+from hil.errors import ConsoleClosed
+
+# QEMU creates the socket a moment after it starts; retry this often until the deadline.
+_RETRY_INTERVAL = 0.05
+_READ_SIZE = 65536
+
+
+class UnixSocketTransport:
+    """The client end of a Unix stream socket (QEMU `-chardev socket,path=...,server=on,wait=off`)."""
+
+    def __init__(self, path: Path, connect_timeout: float) -> None:
+        self.path = Path(path)
+        self._closed = False
+        self._sock = self._connect(connect_timeout)
+
+    def _connect(self, timeout: float) -> socket.socket:
+        """Connect, retrying while the socket does not exist yet or nobody listens on it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(self.path))
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                sock.close()
+                if time.monotonic() >= deadline:
+                    raise ConsoleClosed(
+                        f"console socket {self.path} did not accept a connection within {timeout:g} s "
+                        f"({exc.strerror})"
+                    ) from exc
+                time.sleep(_RETRY_INTERVAL)
+            except OSError as exc:
+                sock.close()
+                raise ConsoleClosed(f"cannot connect to console socket {self.path}: {exc}") from exc
+            else:
+                return sock
+
+    def read(self, timeout: float) -> bytes:
+        """Return the bytes available within `timeout` seconds (b"" when none); raise ConsoleClosed at EOF."""
+        if self._closed:
+            raise ConsoleClosed(f"console socket {self.path} was closed by hil")
+        try:
+            readable, _, _ = select.select([self._sock], [], [], timeout)
+            if not readable:
+                return b""
+            data = self._sock.recv(_READ_SIZE)
+        except (OSError, ValueError) as exc:  # ValueError: closed under us by another thread
+            raise ConsoleClosed(f"console socket {self.path} failed: {exc}") from exc
+        if not data:
+            raise ConsoleClosed(f"console socket {self.path} was closed by the other end")
+        return data
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the DUT; raise ConsoleClosed when the link is gone."""
+        if self._closed:
+            raise ConsoleClosed(f"console socket {self.path} was closed by hil")
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise ConsoleClosed(f"console socket {self.path} failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Release the socket; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):  # the other end may already be gone
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
