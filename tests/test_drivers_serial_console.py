@@ -32,7 +32,8 @@ class FakeAdapter:
         self.master = master
 
     def unplug(self) -> None:
-        """Vanish: the host's end hangs up and the path dangles."""
+        """Vanish: the host's end hangs up and udev removes the by-id link."""
+        self.path.unlink()
         os.close(self.master)
         self.master = -1
 
