@@ -217,12 +217,8 @@ class Dut:
         """Warm reboot from the shell, then back to READY on the same console line."""
         self.transition(State.BOOTED)
         assert self.console is not None
-        self._close_ssh()
-        start = time.monotonic()
-        with self._failing_breaks():
-            self.console.sendline(self.profile.reboot_command)
-            self._await_login("a warm reboot", start)
-            self._connect_ssh()
+        self.console.sendline(self.profile.reboot_command)
+        self.wait_for_reboot("a warm reboot")
 
     def power_cycle(self, off_time: float = 0.5) -> None:
         """Cold power cycle: cut power, wait, power on, back to READY."""
@@ -230,13 +226,22 @@ class Dut:
         time.sleep(off_time)
         self.transition(State.READY)
 
-    def wait_for_reboot(self, after: str) -> None:
-        """The DUT reboots by itself (an update, a rollback): wait for its login and SSH again."""
+    def wait_for_reboot(self, after: str, timeout: float | None = None) -> None:
+        """The DUT is rebooting (asked to, or by an update or rollback): see it restart, then log in again."""
         assert self.console is not None
         self._close_ssh()
         self.state = State.BOOTED
+        start = time.monotonic()
+        limit = timeout or self.rig.spec.timeouts.boot
         with self._failing_breaks():
-            self._await_login(after, time.monotonic())
+            try:
+                self.console.expect(self.profile.restart_pattern, limit)
+            except ConsoleTimeout:
+                raise BootTimeout(
+                    f"the DUT did not restart within {limit:.0f} s after {after}; transcript: "
+                    f"{self.transcript}\nlast console lines:\n{self.console.tail(10)}"
+                ) from None
+            self._await_login(after, start)
             self._connect_ssh()
 
     def close(self) -> None:

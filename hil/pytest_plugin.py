@@ -44,6 +44,7 @@ class _HilRun:
         image = config.getoption("image")
         self.image_arg: Path | None = Path(image) if image else None
         self.rig: Rig | None = None
+        self.dut: Dut | None = None
 
 
 _RUN = pytest.StashKey[_HilRun]()
@@ -157,6 +158,7 @@ def _hil_dut(
     ):
         record_testsuite_property(name, str(value))
     dut = open_dut(rig, hil_artifacts / rig.name)
+    run.dut = dut
     try:
         dut.flash(dut_image)
         yield dut
@@ -251,5 +253,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     run = session.config.stash.get(_RUN, None)
     if alluredir and run and Path(alluredir).is_dir():
         lines = [f"rig={run.rig_arg}", f"image={run.image_arg or 'reference'}", f"run_id={run.run_id}",
-                 f"finished={time.strftime('%Y-%m-%dT%H:%M:%S')}"]  # fmt: skip
+                 f"started={run.started}", f"finished={time.strftime('%Y-%m-%dT%H:%M:%S')}"]  # fmt: skip
+        if run.dut is not None:
+            lines += [f"device_type={run.dut.rig.device_type}", f"os_version={run.dut.os_version}"]
         (Path(alluredir) / "environment.properties").write_text("\n".join(lines) + "\n")

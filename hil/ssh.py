@@ -18,6 +18,9 @@ from hil.errors import SshError
 from hil.result import CommandResult
 
 log = logging.getLogger("hil.ssh")
+# paramiko logs every refused banner as an ERROR with a traceback; while a DUT boots those are expected
+# retries, and the SshError raised at the deadline names the last one.
+logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 _CHUNK = 256 * 1024
 
 

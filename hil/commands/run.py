@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     extra = [a for a in args.pytest_args if a != "--"]
     status = pytest.main([
         *map(str, suites), "--rig", str(rig.path), "--image", str(image), "--hil-artifacts", str(artifacts),
-        f"--junitxml={junit}", "-o", "junit_family=xunit2", f"--alluredir={artifacts / 'allure-results'}",
+        f"--junitxml={junit}", "-o", "junit_family=xunit1", f"--alluredir={artifacts / 'allure-results'}",
         "-p", "no:cacheprovider", "-q", "--no-header", *extra,
     ])  # fmt: skip
     print_table(junit)
@@ -80,8 +80,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0 if suites_ok else 1
     from hil.release.api import gate_run
 
-    decision = gate_run(results=[artifacts], device_types=[rig.device_type], image=image)
-    return 0 if suites_ok and decision.finalized else 1
+    gate = gate_run(results=[artifacts], device_types=[rig.device_type], image=image,
+                    report_dir=artifacts / "gate")  # fmt: skip
+    print(f"\n{gate.text}")
+    return 0 if suites_ok and gate.finalized else 1
 
 
 def print_table(junit: Path) -> None:

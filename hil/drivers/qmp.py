@@ -56,15 +56,16 @@ class QmpLink:
         log.debug("qmp %s %s", command, arguments or "")
         try:
             return self._call(self._client.execute(command, arguments), timeout)
-        except QMPError as exc:
-            raise QemuError(f"QMP {command} failed: {exc}") from None
+        except (QMPError, EOFError, ConnectionError) as exc:
+            # QEMU closes the socket as it exits (after `quit`, or when it dies): no reply, only EOF.
+            raise QemuError(f"QMP {command} failed: {exc or type(exc).__name__}") from None
 
     def close(self) -> None:
         """Disconnect and stop the loop; safe to call twice."""
         if self._loop.is_closed():
             return
         # QEMU may already be gone; then there is nothing to disconnect from.
-        with contextlib.suppress(QemuError, QMPError, OSError):
+        with contextlib.suppress(QemuError, QMPError, OSError, EOFError):
             self._call(self._client.disconnect(), timeout=2)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(2)

@@ -23,6 +23,9 @@ class OsProfile:
     booted_slot_command: str = ""
     env_slot_command: str = ""
     reboot_command: str = "reboot"
+    # What the console shows once a reboot is really under way (the kernel prints it at emergency level),
+    # so a login is never taken from the shell that is about to go down.
+    restart_pattern: str = r"reboot: Restarting system"
     # Mount point -> "ro" or "rw": what a healthy DUT has.
     mounts: dict[str, str] = field(default_factory=dict)
     # Role (ssh, time) -> the process a healthy DUT runs for it (checked with pidof).
