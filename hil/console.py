@@ -75,11 +75,11 @@ class Console:
     def expect(self, pattern: str | re.Pattern[str], timeout: float) -> re.Match[str]:
         """Wait for `pattern` (multi-line regex) in the clean text after the cursor; move past it."""
         regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern, re.MULTILINE)
-        return self._wait(regex, time.monotonic() + timeout, timeout, repr(regex.pattern))
+        return self._wait(regex, time.monotonic() + timeout, timeout, f"the pattern `{regex.pattern}`")
 
     def expect_exact(self, text: str, timeout: float) -> None:
         """Wait for `text` literally in the clean text after the cursor; move past it."""
-        self._wait(re.compile(re.escape(text)), time.monotonic() + timeout, timeout, repr(text))
+        self._wait(re.compile(re.escape(text)), time.monotonic() + timeout, timeout, f"the text {text!r}")
 
     def send(self, text: str) -> None:
         """Type `text` on the console as it is."""
@@ -112,6 +112,8 @@ class Console:
         while True:
             state, seen = self._await_prompt(prompts, deadline, timeout, what)
             if state is None:
+                # Enter provokes a fresh prompt. It would also stop a bootloader's autoboot, which is
+                # why callers log in once the board has shown its login prompt (or a shell).
                 self.sendline()
             elif state == "login":
                 if _REFUSED.search(seen):
@@ -135,11 +137,12 @@ class Console:
         # The markers are printed in two pieces so an echo of this line never matches them. The command
         # sits in a group on lines of its own: `&`, comments and here-documents keep working, and the
         # shell prints every continuation prompt before it runs anything, so none lands in the output.
-        self.sendline(
+        framed = (
             f"printf '%s\\n' {shlex.quote('$ ' + command)}; printf '%s%s\\n' HILS {token}; {{ :\n"
             f"{command}\n"
-            f"}}; printf '\\n%s%s:%s;\\n' HILE {token} \"$?\""
+            f"}}; printf '\\n%s%s:%s;\\n' HILE {token} \"$?\"\n"
         )
+        self._write(framed, f"`{command}`")
         what = f"`{command}` to finish"
         try:
             start = self._wait(re.compile(tolerant(f"HILS{token}\n")), deadline, timeout, what)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,11 @@ from hil.drivers.socket_console import UnixSocketTransport
 from hil.errors import ConsoleClosed, ConsoleTimeout, HilError
 
 pytestmark = pytest.mark.timeout(120)
+
+SHELL_NAMES = [
+    pytest.param(name, marks=pytest.mark.skipif(not shutil.which(argv[0]), reason=f"{argv[0]} not installed"))
+    for name, argv in SHELLS.items()
+]
 
 
 class Wire:
@@ -43,10 +49,10 @@ def wire(tmp_path: Path) -> Iterator[Wire]:
     wire.dut.close()
 
 
-@pytest.fixture
-def board(tmp_path: Path) -> Iterator[Console]:
+@pytest.fixture(params=SHELL_NAMES)
+def board(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Console]:
     """A quiet fake board, logged in, with a framed shell."""
-    dut = FakeDut(tmp_path / "dut.sock")
+    dut = FakeDut(tmp_path / "dut.sock", shell=request.param)
     with Console(UnixSocketTransport(dut.path, 5), tmp_path / "transcript.log") as console:
         console.login("root", "secret", timeout=20)
         yield console
@@ -79,7 +85,7 @@ def test_expect_timeout_names_the_pattern_shows_the_clean_tail_and_the_transcrip
     with pytest.raises(ConsoleTimeout) as caught:
         wire.console.expect(r"login:\s*$", timeout=0.3)
     message = str(caught.value)
-    assert "'login:\\\\s*$'" in message and "0.3 s" in message
+    assert "waited 0.3 s for the pattern `login:\\s*$`" in message
     assert "line 39" in message and "line 25" in message and "line 24" not in message
     assert "\x1b" not in message and "\r" not in message
     assert str(wire.console.transcript) in message
@@ -158,7 +164,7 @@ def test_text_that_arrived_before_the_close_can_still_be_matched(wire: Wire) -> 
 # login
 
 
-@pytest.mark.parametrize("shell", sorted(SHELLS))
+@pytest.mark.parametrize("shell", SHELL_NAMES)
 def test_login_succeeds_50_times_in_a_row_on_a_console_flooded_by_the_kernel(
     tmp_path: Path, shell: str
 ) -> None:
@@ -239,7 +245,7 @@ def test_login_timeout_says_what_it_waited_for(tmp_path: Path) -> None:
         ("cat <<'EOF'\n$HOME stays literal\nEOF", "$HOME stays literal\n", 0),
         ("for n in 1 2; do\n  echo $n\ndone  # a comment", "1\n2\n", 0),
         ("echo piped | tr a-z A-Z; true | false", "PIPED\n", 1),
-        ("ls /nonexistent-dir", "ls: cannot access '/nonexistent-dir': No such file or directory\n", 2),
+        ("test -e /nonexistent-dir", "", 1),
     ],
 )
 def test_run_returns_exact_output_and_exit_status(
@@ -293,6 +299,11 @@ def test_socket_transport_retries_until_the_server_listens(tmp_path: Path) -> No
 def test_socket_transport_gives_up_after_its_connect_timeout(tmp_path: Path) -> None:
     with pytest.raises(ConsoleClosed, match=r"late\.sock did not accept a connection within 0.2 s"):
         UnixSocketTransport(tmp_path / "late.sock", connect_timeout=0.2)
+
+
+def test_socket_transport_stops_retrying_once_the_server_is_gone(tmp_path: Path) -> None:
+    with pytest.raises(ConsoleClosed, match=r"will not come up: QEMU exited with status 1"):
+        UnixSocketTransport(tmp_path / "never.sock", 60, closed_reason=lambda: "QEMU exited with status 1")
 
 
 def test_socket_transport_read_returns_nothing_when_the_dut_is_silent(tmp_path: Path) -> None:

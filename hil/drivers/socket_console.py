@@ -6,6 +6,7 @@ import contextlib
 import select
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hil.errors import ConsoleClosed
@@ -18,13 +19,22 @@ _READ_SIZE = 65536
 class UnixSocketTransport:
     """The client end of a Unix stream socket (QEMU `-chardev socket,path=...,server=on,wait=off`)."""
 
-    def __init__(self, path: Path, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        connect_timeout: float,
+        *,
+        closed_reason: Callable[[], str | None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self._closed = False
-        self._sock = self._connect(connect_timeout)
+        self._sock = self._connect(connect_timeout, closed_reason)
 
-    def _connect(self, timeout: float) -> socket.socket:
-        """Connect, retrying while the socket does not exist yet or nobody listens on it."""
+    def _connect(self, timeout: float, closed_reason: Callable[[], str | None] | None) -> socket.socket:
+        """Connect, retrying while the socket does not exist yet or nobody listens on it.
+
+        `closed_reason` says why the server will never come (QEMU exited), so we stop retrying at once.
+        """
         deadline = time.monotonic() + timeout
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -32,6 +42,9 @@ class UnixSocketTransport:
                 sock.connect(str(self.path))
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 sock.close()
+                reason = closed_reason() if closed_reason else None
+                if reason:
+                    raise ConsoleClosed(f"console socket {self.path} will not come up: {reason}") from exc
                 if time.monotonic() >= deadline:
                     raise ConsoleClosed(
                         f"console socket {self.path} did not accept a connection within {timeout:g} s "

@@ -19,6 +19,7 @@ from pathlib import Path
 SHELLS = {
     "bash": ["bash", "--norc", "--noprofile", "-i"],  # bracketed paste on, readline echo
     "dash": ["dash", "-i"],  # no line editing: plain tty echo
+    "ash": ["busybox", "ash", "-i"],  # what embedded images run: asks for the cursor position itself
 }
 _KERNEL_MESSAGES = [
     "virtio_net virtio1 eth0: link up",
