@@ -44,6 +44,7 @@ _ZEROS = bytes(_ZERO_GRAIN)
 _QUEUE_DEPTH = 4
 
 T = TypeVar("T")
+Chunk = bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def _raise_mismatch(image: Path, target: Path, extent: Extent) -> None:
     raise ImageError(f"image {image} is corrupt: bytes {extent.offset}+{extent.length} do not match its bmap")
 
 
-def _mapped(stream: ImageStream, bmap: Bmap, block_size: int) -> Iterator[tuple[int, bytes, int]]:
+def _mapped(stream: ImageStream, bmap: Bmap, block_size: int) -> Iterator[tuple[int, Chunk, int]]:
     for extent in bmap.extents:
         stream.seek(extent.offset)
         done = 0
@@ -210,12 +211,12 @@ def _mapped(stream: ImageStream, bmap: Bmap, block_size: int) -> Iterator[tuple[
 
 def _nonzero(
     stream: ImageStream, block_size: int, skip_zeros: bool, extents: list[Extent]
-) -> Iterator[tuple[int, bytes, int]]:
+) -> Iterator[tuple[int, Chunk, int]]:
     """(offset, run, raw bytes consumed) for the image's runs of data; each run is recorded as an extent."""
     offset = 0
     while data := stream.read(block_size):
         for start, end in _data_runs(data) if skip_zeros else [(0, len(data))]:
-            run = data[start:end]
+            run = memoryview(data)[start:end]
             extents.append(Extent(offset + start, len(run), hashlib.sha256(run).hexdigest()))
             yield offset + start, run, 0
         yield offset + len(data), b"", len(data)
@@ -273,7 +274,7 @@ def _in_background(items: Iterator[T]) -> Iterator[T]:
         worker.join(timeout=10)
 
 
-def _write_all(fd: int, data: bytes, offset: int, target: Path) -> None:
+def _write_all(fd: int, data: Chunk, offset: int, target: Path) -> None:
     view = memoryview(data)
     while view:
         try:
