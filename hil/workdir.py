@@ -22,10 +22,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def workdir_root() -> Path:
+    """Where board directories go: $HIL_WORKDIR_ROOT, else the system temp dir. Keep it short: the
+    console and QMP sockets live there, and a Unix socket path must stay under 108 bytes."""
+    return Path(os.environ.get("HIL_WORKDIR_ROOT") or tempfile.gettempdir())
+
+
 def sweep(root: Path | None = None) -> list[Path]:
     """Remove board directories left by hil processes that died without cleaning up (SIGKILL)."""
     removed = []
-    for path in Path(root or tempfile.gettempdir()).glob(f"{_PREFIX}*"):
+    for path in (root or workdir_root()).glob(f"{_PREFIX}*"):
         try:
             owner = int((path / "owner.pid").read_text())
         except (OSError, ValueError):
@@ -39,6 +45,8 @@ def sweep(root: Path | None = None) -> list[Path]:
 
 def make_workdir(name: str, root: Path | None = None) -> Path:
     """A fresh directory for one board, stamped with our pid so a later run can sweep it."""
+    root = root or workdir_root()
+    root.mkdir(parents=True, exist_ok=True)
     sweep(root)
     path = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{name}-", dir=root))
     (path / "owner.pid").write_text(str(os.getpid()))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,17 +21,27 @@ def reference_disk() -> Path:
     return build_reference("1.0.0").disk
 
 
-def qemu_pids(marker: Path) -> list[int]:
-    """PIDs of QEMU processes whose command line mentions `marker` (a test's private temp dir)."""
-    out = subprocess.run(["pgrep", "-f", f"qemu-system.*{marker}"], capture_output=True, text=True)
+def boards_root(tmp: Path) -> Path:
+    """A short, private board-directory root for one test (socket paths must stay under 108 bytes)."""
+    root = Path(tempfile.gettempdir()) / f"hil-e2e-{hashlib.sha256(str(tmp).encode()).hexdigest()[:8]}"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+def qemu_pids(tmp: Path) -> list[int]:
+    """PIDs of QEMU processes started by one test's inner runs (found by their board directory)."""
+    out = subprocess.run(["pgrep", "-f", f"qemu-system.*{boards_root(tmp)}"], capture_output=True, text=True)
     return [int(pid) for pid in out.stdout.split()]
 
 
+def leftover_disks(tmp: Path) -> list[Path]:
+    """Board directories (overlays, firmware vars) an inner run left behind."""
+    return list(boards_root(tmp).glob("hil-board-*"))
+
+
 def pytest_env(tmp: Path) -> dict[str, str]:
-    """Environment for an inner pytest: its own TMPDIR, so its boards' disks and QEMUs are findable."""
-    tmpdir = tmp / "tmp"
-    tmpdir.mkdir(exist_ok=True)
-    return {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"}
+    """Environment for an inner pytest: boards under the test's private root, so leftovers are findable."""
+    return {**os.environ, "HIL_WORKDIR_ROOT": str(boards_root(tmp)), "PYTHONUNBUFFERED": "1"}
 
 
 def run_pytest(tmp: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:

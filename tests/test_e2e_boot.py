@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hil.image import partitions
-from tests.e2e import ROOT, pytest_env, qemu_pids, reference_disk, run_pytest, write_rig
+from tests.e2e import ROOT, leftover_disks, pytest_env, qemu_pids, reference_disk, run_pytest, write_rig
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -69,14 +69,15 @@ def test_an_image_that_never_boots_fails_with_boot_timeout_and_leaves_nothing(
     assert (art / "short-boot" / "console.log").stat().st_size > 0
     assert (art / "short-boot" / "qemu.stderr.log").exists()
     assert qemu_pids(tmp_path) == []
-    assert list((tmp_path / "tmp").glob("hil-board-*")) == []
+    assert leftover_disks(tmp_path) == []
 
 
 KILLED = """
 import os, signal, subprocess
 
 def test_qemu_dies_under_a_running_test(dut):
-    pid = int(subprocess.check_output(["pgrep", "-f", "qemu-system.*" + os.environ["TMPDIR"]]).split()[0])
+    boards = os.environ["HIL_WORKDIR_ROOT"]
+    pid = int(subprocess.check_output(["pgrep", "-f", "qemu-system.*" + boards]).split()[0])
     os.kill(pid, signal.SIGKILL)
     dut.run("sleep 5")
 
@@ -115,7 +116,7 @@ def test_a_signal_mid_boot_stops_qemu_and_removes_its_disks(
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert qemu_pids(tmp_path) == [], output[-3000:]
-    assert list((tmp_path / "tmp").glob("hil-board-*")) == []
+    assert leftover_disks(tmp_path) == []
 
 
 def test_missing_qemu_is_a_usage_error(tmp_path: Path, disk: Path) -> None:

@@ -195,7 +195,7 @@ class QemuBoard:
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         status = proc.wait()
-        if not self._expected_exit:
+        if not self._expected_exit and self._died is None:
             self._died = self._describe_exit(status)
             log.warning("%s: %s", self.name, self._died)
 
@@ -208,6 +208,14 @@ class QemuBoard:
 
     def exit_reason(self) -> str | None:
         """Why QEMU died, in one line (None while it runs or when hil stopped it)."""
+        proc = self._proc
+        if self._died is None and proc is not None and not self._expected_exit:
+            # Asked after a failure: a dropped SSH or console link is often seen a moment before the
+            # dead process is reaped, and the cause is worth that moment over the symptom.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.5)
+            if proc.returncode is not None and not self._expected_exit:
+                self._died = self._describe_exit(proc.returncode)
         return self._died
 
     def _describe_exit(self, status: int) -> str:

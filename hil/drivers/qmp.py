@@ -16,6 +16,8 @@ from qemu.qmp import QMPClient, QMPError
 from hil.errors import QemuError
 
 log = logging.getLogger("hil.qmp")
+# qemu.qmp logs each refused connect as an ERROR; while QEMU starts those are expected retries.
+logging.getLogger("qemu.qmp.protocol").setLevel(logging.CRITICAL)
 
 
 class QmpLink:
