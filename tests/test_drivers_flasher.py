@@ -95,7 +95,8 @@ def test_an_image_that_no_longer_matches_its_bmap_is_named_corrupt(
     with open(image, "r+b") as f:
         f.seek(3)
         f.write(b"X")
-    with pytest.raises(ImageError, match=r"image .*os\.img is corrupt: bytes 0\+\d+ do not match its bmap"):
+    refusal = r"image .*os\.img is corrupt: bytes 0\+\d+ do not match its bmap os\.img\.bmap"
+    with pytest.raises(ImageError, match=refusal):
         flash(image, tmp_path / "card.bin", progress=quiet)
 
 
@@ -132,6 +133,13 @@ def test_progress_is_logged_about_every_five_percent_off_a_terminal(
     writes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("flash os.img write:")]
     assert 20 <= len(writes) <= 22
     assert writes[-1].startswith("flash os.img write: 16 MiB (100%) at ")
+
+
+def test_an_image_is_never_flashed_onto_itself(image: Path, quiet: LogProgress) -> None:
+    before = image.read_bytes()
+    with pytest.raises(FlashError, match="it is the image itself"):
+        flash(image, image, progress=quiet)
+    assert image.read_bytes() == before
 
 
 def test_config_json_is_written_into_the_boot_partition(tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ class Written:
 
     extents: list[Extent]
     bytes_total: int
+    bmap: Path | None
 
 
 def flash(
@@ -87,7 +88,7 @@ def flash(
         bytes_total=written.bytes_total,
         seconds=time.monotonic() - started,
         verified=verify,
-        bmap=find_bmap(image),
+        bmap=written.bmap,
     )
     log.info(
         "flashed %s to %s: %d of %d bytes written in %.1f s%s",
@@ -116,7 +117,7 @@ def write_image(
     """Stream the image's blocks (bmap-mapped, or all but known-zero ones) to the target, then fsync."""
     bmap_path = find_bmap(image)
     bmap = parse_bmap(bmap_path) if bmap_path else None
-    with _open_target(target) as (fd, is_file), open_image(image) as stream:
+    with _open_target(target, image) as (fd, is_file), open_image(image) as stream:
         skip_zeros = is_file or zeroed
         extents: list[Extent] = []
         if bmap:
@@ -137,7 +138,7 @@ def write_image(
         if is_file and os.fstat(fd).st_size < end:
             os.ftruncate(fd, end)
         os.fsync(fd)
-    return Written(extents=list(bmap.extents) if bmap else extents, bytes_total=end)
+    return Written(extents=list(bmap.extents) if bmap else extents, bytes_total=end, bmap=bmap_path)
 
 
 def verify_written(
@@ -156,7 +157,7 @@ def verify_written(
             if last:
                 extent = written.extents[index]
                 if extent.sha256 and digest.hexdigest() != extent.sha256:
-                    _raise_mismatch(image, target, extent)
+                    _raise_mismatch(image, target, extent, written.bmap)
                 digest, checked = hashlib.sha256(), checked + 1
         progress.finish()
     finally:
@@ -178,8 +179,8 @@ def _read_back(fd: int, extents: list[Extent], block_size: int) -> Iterator[tupl
             yield index, data, done == extent.length
 
 
-def _raise_mismatch(image: Path, target: Path, extent: Extent) -> None:
-    """Tell a bad write (target differs from the image) from an image that does not match its bmap."""
+def _raise_mismatch(image: Path, target: Path, extent: Extent, bmap: Path | None) -> None:
+    """Tell a bad write (the target differs from the image) from an image that changed or lies in its bmap."""
     with open_image(image) as stream, open(target, "rb") as disk:
         stream.seek(extent.offset)
         disk.seek(extent.offset)
@@ -188,13 +189,16 @@ def _raise_mismatch(image: Path, target: Path, extent: Extent) -> None:
             want = stream.read(min(MIB, extent.length - done))
             got = disk.read(len(want))
             if want != got:
-                first = next(i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b)
+                pairs = enumerate(zip(want, got, strict=False))
+                first = next((i for i, (a, b) in pairs if a != b), len(got))
                 raise FlashError(
                     f"verify failed at offset {extent.offset + done + first}: {target} does not hold "
                     f"what was written from {image}"
                 )
             done += len(want)
-    raise ImageError(f"image {image} is corrupt: bytes {extent.offset}+{extent.length} do not match its bmap")
+    reference = f"its bmap {bmap.name}" if bmap else "what was read from it while writing (did it change?)"
+    where = f"bytes {extent.offset}+{extent.length}"
+    raise ImageError(f"image {image} is corrupt: {where} do not match {reference}")
 
 
 def _mapped(stream: ImageStream, bmap: Bmap, block_size: int) -> Iterator[tuple[int, Chunk, int]]:
@@ -285,9 +289,11 @@ def _write_all(fd: int, data: Chunk, offset: int, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def _open_target(target: Path) -> Iterator[tuple[int, bool]]:
+def _open_target(target: Path, image: Path) -> Iterator[tuple[int, bool]]:
     """(fd, is_file): a regular file is emptied first; a block device is opened exclusively."""
     mode = target.stat().st_mode if target.exists() else stat.S_IFREG
+    if stat.S_ISREG(mode) and target.exists() and os.path.samefile(image, target):
+        raise FlashError(f"refusing to flash {target}: it is the image itself")
     if stat.S_ISREG(mode):
         fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         size = os.fstat(fd).st_size
