@@ -25,7 +25,8 @@ _PARTIAL_ESCAPE = re.compile(
 )
 # Longer than this, it is garbage rather than a sequence still arriving.
 _MAX_PARTIAL = 1024
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Control bytes other than tab, LF and CR (which _line_ends handles); includes a lone ESC.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CR_BEFORE_LF = re.compile(r"\r+\n")
 _CR_AFTER_LF = re.compile(r"\n\r+")
 
@@ -47,27 +48,31 @@ class TextCleaner:
         partial = _PARTIAL_ESCAPE.search(text)
         if partial and len(text) - partial.start() < _MAX_PARTIAL:
             cut = partial.start()
-        cut = len(text[:cut].rstrip("\r"))  # may be the first half of a CRLF
-        self._pending = text[cut:]
-        return self._clean(text[:cut])
+        done = _strip(text[:cut])
+        ready = len(done.rstrip("\r"))  # a trailing CR may be the first half of a CRLF
+        self._pending = done[ready:] + text[cut:]
+        return self._line_ends(done[:ready])
 
     def flush(self) -> str:
         """Return what was held back, cleaned: the stream has ended."""
         text = self._pending + self._decoder.decode(b"", final=True)
         self._pending = ""
-        return self._clean(text)
+        return self._line_ends(_strip(text))
 
-    def _clean(self, text: str) -> str:
+    def _line_ends(self, text: str) -> str:
+        """CRLF, CRCRLF and LFCR become LF; a lone CR (a line redrawn) becomes LF too, keeping both."""
         if not text:
             return ""
-        text = _ESCAPE.sub("", text)
         text = _CR_BEFORE_LF.sub("\n", text)
-        text = _CR_AFTER_LF.sub("\n", self._last + text)[1:]
-        # A lone CR returns the carriage to redraw a line: keep both versions, one per line.
-        text = _CONTROL.sub("", text.replace("\r", "\n"))
+        text = _CR_AFTER_LF.sub("\n", self._last + text)[1:].replace("\r", "\n")
         if text:
             self._last = text[-1]
         return text
+
+
+def _strip(text: str) -> str:
+    """Remove escape sequences and control bytes except tab, LF and CR."""
+    return _CONTROL.sub("", _ESCAPE.sub("", text))
 
 
 def strip_kernel_lines(text: str) -> str:

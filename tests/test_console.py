@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from fakes.console_dut import SHELLS, FakeDut
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hil.console import Console
 from hil.console_text import TextCleaner, strip_kernel_lines
@@ -130,6 +132,45 @@ def test_a_kernel_line_inside_an_escape_sequence_is_kept_and_the_escape_stripped
 def test_cleaning_replaces_invalid_utf8_and_drops_control_bytes() -> None:
     cleaner = TextCleaner()
     assert cleaner.feed(b"ok\xff\x00\x07\tend\r\n") == "ok\ufffd\tend\n"
+
+
+_FRAGMENTS = [
+    b"login: ",
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"\x1b[?2004h",
+    b"\x1b[6n",
+    b"\x1b[1;32m",
+    b"\x1b]0;title\x07",
+    b"\x1b(B",
+    b"\x1b",
+    b"[",
+    b"[    5.123456] eth0: link up\r\n",
+    "wörld".encode(),
+    b"\xff",
+    b"# ",
+]
+
+
+@given(
+    fragments=st.lists(st.sampled_from(_FRAGMENTS), max_size=30),
+    cuts=st.lists(st.integers(min_value=1, max_value=8), min_size=1),
+)
+def test_cleaning_gives_the_same_text_however_the_bytes_were_split(
+    fragments: list[bytes], cuts: list[int]
+) -> None:
+    raw = b"".join(fragments)
+    whole = TextCleaner()
+    expected = whole.feed(raw) + whole.flush()
+    pieces, at = [], 0
+    for size in cuts * (len(raw) + 1):
+        if at >= len(raw):
+            break
+        pieces.append(raw[at : at + size])
+        at += size
+    split = TextCleaner()
+    assert "".join(split.feed(piece) for piece in pieces) + split.flush() == expected
 
 
 def test_kernel_lines_come_out_wherever_they_landed() -> None:
