@@ -67,14 +67,17 @@ def write_bundle(rootfs_img: Path, out: Path, *, version: str, device_type: str,
 
 def read_manifest(bundle: Path) -> dict:
     """The manifest of a bundle; ImageError when the file is not one."""
+    # Stream, and stop at the manifest (the first member): a truncated bundle still names its contents.
     try:
-        with tarfile.open(bundle) as tar:
-            member = tar.extractfile(MANIFEST)
-            if member is None:
-                raise KeyError(MANIFEST)
-            return json.load(member)
-    except (tarfile.TarError, KeyError, json.JSONDecodeError, OSError) as exc:
+        with tarfile.open(bundle, "r|") as tar:
+            for member in tar:
+                if member.name == MANIFEST:
+                    data = tar.extractfile(member)
+                    if data is not None:
+                        return json.load(data)
+    except (tarfile.TarError, json.JSONDecodeError, OSError) as exc:
         raise ImageError(f"{bundle} is not an update bundle: {exc}") from exc
+    raise ImageError(f"{bundle} is not an update bundle: it has no {MANIFEST}")
 
 
 def make_foreign_bundle(bundle: Path, device_type: str, out: Path) -> Path:

@@ -40,9 +40,17 @@ LIBRARY_PACKAGES = (
     "libunistring2",
     "libtasn1-6",
 )
-PACKAGES = (KERNEL_METAPACKAGE, "busybox-static", "dropbear-bin", "chrony", *LIBRARY_PACKAGES)
+PACKAGES = (
+    KERNEL_METAPACKAGE,
+    "busybox-static",
+    "dropbear-bin",
+    "openssh-sftp-server",
+    "chrony",
+    *LIBRARY_PACKAGES,
+)
 DAEMONS = {
     "dropbear-bin": ("usr/sbin/dropbear", "usr/bin/dropbearkey"),
+    "openssh-sftp-server": ("usr/lib/openssh/sftp-server",),
     "chrony": ("usr/sbin/chronyd", "usr/bin/chronyc"),
 }
 
@@ -152,6 +160,8 @@ def build_rootfs_tree(trees: dict[str, Path], root: Path, version: str, variant:
         "var/run": "/run",
         "var/lib/chrony": "/mnt/state/chrony",
         "root/.ssh": "/run/ssh",
+        # Where dropbear looks for the SFTP server (SFTP uploads, and scp in OpenSSH 9).
+        "usr/lib/sftp-server": "/usr/lib/openssh/sftp-server",
     }.items():
         (root / link).symlink_to(target)
     (root / "etc" / "os-release").write_text(os_release(version))
