@@ -1,10 +1,15 @@
-"""The console engine: a reader thread and a raw transcript, expect/send, login to a framed shell, run.
+r"""The console engine: a reader thread and a raw transcript, expect/send, login to a framed shell, run.
 
 A serial console is shared with the kernel: printk writes straight to the UART, so kernel log lines
 (`[   12.345678] ...`) can land anywhere, even inside a prompt or one of our markers. Everything this
 module waits for is recognised with those lines taken out, so login and framing survive them; the output
 that `run()` returns is what the console showed, kernel lines included. SSH is the channel for exact
 output; the console is the channel that works when nothing else does.
+
+    console = Console(transport, workdir / "console.log", name="qemux86-64 console")
+    console.expect(r"login:\s*$", timeout=boot_timeout)  # booted: past any bootloader that a key would stop
+    console.login("root", None, timeout=30)
+    console.run("uname -r", timeout=10).check()
 """
 
 from __future__ import annotations

@@ -296,6 +296,15 @@ def test_run_returns_exact_output_and_exit_status(
     assert (result.command, result.output, result.exit_code) == (command, output, status)
 
 
+@pytest.mark.parametrize("shell", SHELL_NAMES)
+def test_run_works_on_a_shell_that_was_never_framed_and_still_echoes(tmp_path: Path, shell: str) -> None:
+    dut = FakeDut(tmp_path / "dut.sock", shell=shell, logged_in=True)
+    with Console(UnixSocketTransport(dut.path, 5), tmp_path / "t.log") as console:
+        result = console.run("printf 'HILS%s\\n' fake; echo done; (exit 5)", timeout=10)
+    dut.stop()
+    assert (result.output, result.exit_code) == ("HILSfake\ndone\n", 5)
+
+
 def test_run_timeout_interrupts_the_command_so_the_shell_is_usable_again(board: Console) -> None:
     with pytest.raises(ConsoleTimeout, match=r"waited 0.5 s for `sleep 30` to finish"):
         board.run("sleep 30", timeout=0.5)
