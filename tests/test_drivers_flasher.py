@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import lzma
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from disk_images import make_disk
+from rich.console import Console
 
 from hil.drivers.flasher import flash, verify_written, write_config_json, write_image
-from hil.drivers.progress import LogProgress
+from hil.drivers.progress import LogProgress, TerminalProgress
 from hil.errors import FlashError, ImageError
 
 MIB = 1 << 20
@@ -140,6 +142,15 @@ def test_an_image_is_never_flashed_onto_itself(image: Path, quiet: LogProgress) 
     with pytest.raises(FlashError, match="it is the image itself"):
         flash(image, image, progress=quiet)
     assert image.read_bytes() == before
+
+
+def test_a_terminal_gets_a_bar_with_throughput(image: Path, tmp_path: Path) -> None:
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    flash(image, tmp_path / "card.bin", progress=TerminalProgress("flash os.img", console=console))
+    shown = screen.getvalue()
+    assert "flash os.img write" in shown and "flash os.img verify" in shown
+    assert "16.0/16.0 MiB" in shown and "/s" in shown
 
 
 def test_config_json_is_written_into_the_boot_partition(tmp_path: Path) -> None:

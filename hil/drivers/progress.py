@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Protocol
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -78,8 +79,9 @@ class LogProgress:
 class TerminalProgress:
     """A rich progress bar with throughput and ETA, on stderr."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, console: Console | None = None) -> None:
         self.label = label
+        self.console = console
         self._bar: RichBar | None = None
         self._task = None
 
@@ -91,6 +93,7 @@ class TerminalProgress:
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
+            console=self.console,
             transient=False,
         )
         self._bar.start()
