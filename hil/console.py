@@ -1,4 +1,4 @@
-r"""The console engine: a reader thread and a raw transcript, expect/send, login to a framed shell, run.
+"""The console engine: a reader thread and a raw transcript, expect/send, login to a framed shell, run.
 
 A serial console is shared with the kernel: printk writes straight to the UART, so kernel log lines
 (`[   12.345678] ...`) can land anywhere, even inside a prompt or one of our markers. Everything this
@@ -7,8 +7,7 @@ that `run()` returns is what the console showed, kernel lines included. SSH is t
 output; the console is the channel that works when nothing else does.
 
     console = Console(transport, workdir / "console.log", name="qemux86-64 console")
-    console.expect(r"login:\s*$", timeout=boot_timeout)  # booted: past any bootloader that a key would stop
-    console.login("root", None, timeout=30)
+    console.login("root", None, timeout=boot_timeout)  # from power-on: waits for the prompt
     console.run("uname -r", timeout=10).check()
 """
 
@@ -102,8 +101,14 @@ class Console:
         login_prompt: str = r"login:\s*$",
         password_prompt: str = r"[Pp]assword:\s*$",
         timeout: float,
+        wake: bool = True,
     ) -> None:
-        """Log in, or reuse a shell already there, and leave a framed shell ready for run()."""
+        """Log in, or reuse a shell already there, and leave a framed shell ready for run().
+
+        When the console goes quiet without a prompt, login() types Enter to get a fresh one. With
+        `wake=False` it waits for the DUT's first prompt before typing anything: for boards whose
+        bootloader a stray key would stop (U-Boot's autoboot), when login() is called right at power-on.
+        """
         deadline = time.monotonic() + timeout
         prompts = {
             "login": re.compile(login_prompt, re.MULTILINE),
@@ -116,10 +121,10 @@ class Console:
             self._cursor = self._text.rfind("\n", 0, self._cursor) + 1
         while True:
             state, seen = self._await_prompt(prompts, deadline, timeout, what)
+            wake = wake or state is not None  # past the first prompt, no bootloader is listening
             if state is None:
-                # Enter provokes a fresh prompt. It would also stop a bootloader's autoboot, which is
-                # why callers log in once the board has shown its login prompt (or a shell).
-                self.sendline()
+                if wake:
+                    self.sendline()
             elif state == "login":
                 if _REFUSED.search(seen):
                     refusals += 1

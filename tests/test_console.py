@@ -7,6 +7,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,21 @@ def test_login_provokes_a_prompt_that_was_printed_before_we_were_reading(tmp_pat
         console.login("root", "secret", timeout=20)
         assert console.run("echo $((6 * 7))", timeout=10).output == "42\n"
     dut.stop()
+
+
+def test_login_types_nothing_before_the_first_prompt_when_told_not_to_wake_the_board(tmp_path: Path) -> None:
+    wire = Wire(tmp_path)
+    wire.send(b"U-Boot 2024.01\r\nHit any key to stop autoboot:  1 ")
+    with ThreadPoolExecutor(1) as pool:
+        login = pool.submit(wire.console.login, "root", None, timeout=20, wake=False)
+        wire.dut.settimeout(3)  # longer than the quiet spell after which login() would type Enter
+        with pytest.raises(TimeoutError):
+            wire.dut.recv(100)
+        wire.send(b"\x08\x08\x08 0 \r\nStarting kernel ...\r\n\r\nboard login: ")
+        assert wire.dut.recv(100) == b"root\n"
+        wire.console.close()
+        with pytest.raises(ConsoleClosed):
+            login.result(timeout=10)
 
 
 def test_login_tries_again_when_the_dut_loses_the_typed_user_name(tmp_path: Path) -> None:
