@@ -37,7 +37,7 @@ def healthy() -> ReferenceImage:
 def test_variant_leaves_its_service_out_of_inittab(variant: str, missing: str, tmp_path: Path) -> None:
     image = build_reference("1.0.1", variant, log=lambda line: None)
     inittab = _root_file(image, "/etc/inittab", tmp_path)
-    assert f"/usr/lib/hil/svc/{missing}" not in inittab
+    assert f"/usr/lib/hil/svc/{missing}.run" not in inittab
     assert "getty -L 115200 ttyS0" in inittab
     assert bundle.read_manifest(image.bundle)["variant"] == variant
 

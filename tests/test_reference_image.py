@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from hil.errors import ToolMissing
 from hil.images import bootenv, bundle
 from hil.images.disk import ESP_TYPE, partition_table
 from hil.images.reference import ReferenceImage, build_reference
 from hil.images.sshkey import default_public_key
+from hil.images.tools import require
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +72,7 @@ def test_root_slot_names_the_version_and_device_type(image, partitions, tmp_path
 def test_healthy_image_starts_every_service_and_a_serial_login(image, partitions, tmp_path) -> None:
     inittab = _ext4_cat(_extract(image, partitions["rootA"], tmp_path / "rootA.img"), "/etc/inittab")
     for service in ("dropbear", "chronyd", "dhcp"):
-        assert f"/usr/lib/hil/svc/{service}" in inittab
+        assert f"/usr/lib/hil/svc/{service}.run" in inittab
     assert "getty -L 115200 ttyS0" in inittab
 
 
@@ -110,3 +112,30 @@ def test_second_build_with_the_same_inputs_is_a_cache_hit(image: ReferenceImage)
     again = build_reference("1.0.0", log=lines.append)
     assert again == image
     assert lines == [f"cached: {image.disk}"]
+
+
+def test_leftovers_of_a_killed_build_are_removed_but_a_running_build_is_not(image: ReferenceImage) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    images = image.disk.parent.parent
+    killed = images / f".tmp-0123456789abcdef-{dead.pid}"
+    running = images / f".tmp-fedcba9876543210-{os.getpid()}"
+    for tmp in (killed, running):
+        tmp.mkdir()
+        (tmp / "hil-reference-qemux86-64-1.0.0-healthy.img").write_bytes(b"half an image")
+    try:
+        build_reference("1.0.0", log=lambda line: None)
+        assert not killed.exists()
+        assert running.exists()
+    finally:
+        for tmp in (killed, running):
+            if tmp.exists():
+                for f in tmp.iterdir():
+                    f.unlink()
+                tmp.rmdir()
+
+
+def test_missing_host_tool_names_the_apt_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolMissing, match=r"`mcopy`.*apt-get install mtools"):
+        require("mcopy")

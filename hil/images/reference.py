@@ -148,6 +148,8 @@ def build_reference(
     packages = resolve(rootfs.PACKAGES)
     ssh_key = default_public_key(cache)
     images = cache / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    _reap_stale_builds(images)
     final = images / _cache_key(packages, version, variant, ssh_key)
     if final.is_dir():
         image = _image(final, version, variant)
@@ -155,8 +157,6 @@ def build_reference(
         return image
 
     started = time.monotonic()
-    images.mkdir(parents=True, exist_ok=True)
-    _reap_stale_builds(images)
     # Build under a temporary name and rename: a killed build never leaves a directory that looks done.
     tmp = images / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -54,7 +54,7 @@ DAEMONS = {
     "chrony": ("usr/sbin/chronyd", "usr/bin/chronyc"),
 }
 
-# inittab services (scripts in files/rootfs/usr/lib/hil/svc) and what each variant leaves out.
+# inittab services (files/rootfs/usr/lib/hil/svc/NAME.run) and what each variant leaves out.
 SERVICES = ("acpid", "dropbear", "chronyd", "dhcp")
 VARIANT_OMITS = {
     "healthy": (),
@@ -124,7 +124,8 @@ def _install_dynamic(trees: dict[str, Path], root: Path) -> None:
 
 def _inittab(variant: str) -> str:
     lines = ["::sysinit:/etc/init.d/rcS"]
-    lines += [f"::respawn:/usr/lib/hil/svc/{s}" for s in SERVICES if s not in VARIANT_OMITS[variant]]
+    # `.run` keeps the wrapper's process name apart from the daemon's, so pidof finds only the daemon.
+    lines += [f"::respawn:/usr/lib/hil/svc/{s}.run" for s in SERVICES if s not in VARIANT_OMITS[variant]]
     lines += [
         "ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100",
         "::ctrlaltdel:/sbin/reboot",
