@@ -11,7 +11,7 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,10 @@ from hil.boards import preflight
 from hil.console_text import TextCleaner
 from hil.dut import Dut
 from hil.errors import HilError
+from hil.pool import lease_rig, rig_for
 from hil.provision import open_dut, resolve_image
-from hil.rig import Rig, load_rig
+from hil.pytest_xdist import ControllerRelay, from_controller, suite_property_recorder, worker_id
+from hil.rig import Rig
 
 log = logging.getLogger("hil.plugin")
 DEFAULT_RIG = "qemu-x86_64"
@@ -33,14 +35,16 @@ class _HilRun:
     """Per-session state, kept in the config stash."""
 
     def __init__(self, config: pytest.Config) -> None:
-        self.run_id = uuid.uuid4().hex[:12]
-        self.started = datetime.now(UTC).isoformat(timespec="seconds")
-        option = config.getoption("hil_artifacts")
+        inherited = from_controller(config)  # xdist workers share the controller's run
+        self.run_id = inherited.get("run_id") or uuid.uuid4().hex[:12]
+        self.started = inherited.get("started") or datetime.now(UTC).isoformat(timespec="seconds")
+        option = inherited.get("artifacts") or config.getoption("hil_artifacts")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.artifacts = (
             Path(option) if option else Path.cwd() / "artifacts" / f"run-{stamp}-{self.run_id[:4]}"
         )
         self.rig_arg: str = config.getoption("rig") or DEFAULT_RIG
+        self.pool_wait: float = config.getoption("pool_wait")
         image = config.getoption("image")
         self.image_arg: Path | None = Path(image) if image else None
         self.rig: Rig | None = None
@@ -57,8 +61,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--rig",
         metavar="NAME|PATH",
-        help=f"rig to run on: a name from rigs/ or a rig YAML file (default: {DEFAULT_RIG})",
+        help="rig to run on, leased for the session: a name from rigs/, a rig YAML file, NAME#INSTANCE "
+        f"of a virtual rig, or pool:NAME for a pool's first free healthy rig (default: {DEFAULT_RIG})",
     )
+    group.addoption("--pool-wait", type=float, default=600.0, metavar="SECONDS",
+                    help="how long to wait for a leased rig to become free (default: 600)")  # fmt: skip
     group.addoption(
         "--image",
         metavar="PATH",
@@ -78,13 +85,16 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     run = _HilRun(config)
     config.stash[_RUN] = run
+    if config.pluginmanager.hasplugin("xdist"):
+        relay = {"run_id": run.run_id, "started": run.started, "artifacts": str(run.artifacts)}
+        config.pluginmanager.register(ControllerRelay(config, relay), "hil-xdist-relay")
     if config.getoption("rig") or run.image_arg:
         try:
-            run.rig = load_rig(run.rig_arg)
+            run.rig = rig_for(run.rig_arg)
             preflight(run.rig)
         except HilError as exc:
             raise pytest.UsageError(
-                f"{exc}\n  usage: pytest suites/boot --rig NAME|rigs/NAME.yaml [--image PATH]"
+                f"{exc}\n  usage: pytest suites/boot --rig NAME|rigs/NAME.yaml|pool:NAME [--image PATH]"
             ) from None
         if run.image_arg is not None and not run.image_arg.is_file():
             raise pytest.UsageError(f"--image {run.image_arg}: no such file")
@@ -122,15 +132,21 @@ def hil_artifacts(pytestconfig: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def rig(pytestconfig: pytest.Config) -> Rig:
-    """The rig chosen with --rig."""
+def rig(pytestconfig: pytest.Config) -> Iterator[Rig]:
+    """The rig chosen with --rig, leased for the session (each xdist worker leases its own)."""
     run = pytestconfig.stash[_RUN]
-    if run.rig is None:
-        try:
-            run.rig = load_rig(run.rig_arg)
-        except HilError as exc:
-            pytest.fail(str(exc), pytrace=False)
-    return run.rig
+    try:
+        run.rig, lease = lease_rig(run.rig_arg, wait=run.pool_wait)
+    except HilError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with lease:
+        yield run.rig
+
+
+@pytest.fixture(scope="session")
+def hil_suite_property(pytestconfig: pytest.Config) -> Callable[[str, object], None]:
+    """record_testsuite_property that also reaches the JUnit file from xdist workers (pytest issue 7767)."""
+    return suite_property_recorder(pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +161,7 @@ def dut_image(pytestconfig: pytest.Config, rig: Rig) -> Path:
 @pytest.fixture(scope="session")
 def _hil_dut(
     pytestconfig: pytest.Config, rig: Rig, dut_image: Path, hil_artifacts: Path,
-    record_testsuite_property: Any,
+    hil_suite_property: Any,
 ) -> Iterator[Dut]:  # fmt: skip
     """One DUT for the session, flashed once; closed (powered off, disks removed) even on Ctrl-C."""
     run = pytestconfig.stash[_RUN]
@@ -156,8 +172,9 @@ def _hil_dut(
         ("hil.run_id", run.run_id),
         ("hil.started", run.started),
     ):
-        record_testsuite_property(name, str(value))
-    dut = open_dut(rig, hil_artifacts / rig.name)
+        hil_suite_property(name, str(value))
+    worker = worker_id()
+    dut = open_dut(rig, hil_artifacts / (f"{rig.name}-{worker}" if worker else rig.name))
     run.dut = dut
     try:
         dut.flash(dut_image)
@@ -167,28 +184,28 @@ def _hil_dut(
 
 
 @pytest.fixture
-def dut(_hil_dut: Dut, record_testsuite_property: Any) -> Dut:
+def dut(_hil_dut: Dut, hil_suite_property: Any) -> Dut:
     """The DUT, booted to a console login and SSH (a no-op when it already is)."""
-    return _boot(_hil_dut, record_testsuite_property)
+    return _boot(_hil_dut, hil_suite_property)
 
 
 @pytest.fixture
-def fresh_dut(_hil_dut: Dut, dut_image: Path, record_testsuite_property: Any) -> Dut:
+def fresh_dut(_hil_dut: Dut, dut_image: Path, hil_suite_property: Any) -> Dut:
     """The DUT reflashed with the image under test and booted: for tests that change the device."""
     try:
         _hil_dut.flash(dut_image)
     except HilError as exc:
         pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
-    return _boot(_hil_dut, record_testsuite_property)
+    return _boot(_hil_dut, hil_suite_property)
 
 
-def _boot(dut: Dut, record_testsuite_property: Any) -> Dut:
+def _boot(dut: Dut, hil_suite_property: Any) -> Dut:
     try:
         dut.boot()
     except HilError as exc:
         pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
     if dut.os_version:
-        record_testsuite_property("hil.os_version", dut.os_version)
+        hil_suite_property("hil.os_version", dut.os_version)
     return dut
 
 
@@ -251,9 +268,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """Write Allure's environment panel (rig, image) when Allure results are being collected."""
     alluredir = session.config.getoption("allure_report_dir", None)
     run = session.config.stash.get(_RUN, None)
-    if alluredir and run and Path(alluredir).is_dir():
+    env_file = Path(alluredir or ".") / "environment.properties"
+    # Under xdist the controller has no DUT: it must not overwrite what a worker wrote.
+    if alluredir and run and Path(alluredir).is_dir() and not (run.dut is None and env_file.exists()):
         lines = [f"rig={run.rig_arg}", f"image={run.image_arg or 'reference'}", f"run_id={run.run_id}",
                  f"started={run.started}", f"finished={time.strftime('%Y-%m-%dT%H:%M:%S')}"]  # fmt: skip
         if run.dut is not None:
             lines += [f"device_type={run.dut.rig.device_type}", f"os_version={run.dut.os_version}"]
-        (Path(alluredir) / "environment.properties").write_text("\n".join(lines) + "\n")
+        env_file.write_text("\n".join(lines) + "\n")

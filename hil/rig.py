@@ -45,6 +45,8 @@ class QemuRig(_Strict):
     device_type: str
     os: str = "reference"
     description: str = ""
+    pool: str | None = Field(None, description="pool this rig serves (--rig pool:NAME)")
+    instances: PositiveInt = Field(1, description="boards of this definition one agent may run at once")
     qemu: QemuSpec = QemuSpec()
     timeouts: Timeouts = Timeouts()
 

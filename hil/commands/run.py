@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hil.errors import HilError
 from hil.paths import project_dirs
-from hil.rig import load_rig
+from hil.pool import rig_for
 
 log = logging.getLogger("hil.run")
 
@@ -25,7 +25,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "image, built if needed), boot it, run the suites under pytest (JUnit XML and Allure results in the "
         "artifacts directory), print a table of results, then gate a draft release in the release store.",
     )
-    run.add_argument("--rig", default="qemu-x86_64", help="rig name or rig YAML (default: qemu-x86_64)")
+    run.add_argument("--rig", default="qemu-x86_64",
+                     help="rig name or YAML, NAME#INSTANCE, pool:NAME (default: qemu-x86_64)")  # fmt: skip
+    run.add_argument("-n", "--boards", type=int, default=1, metavar="N",
+                     help="boards at once: pytest-xdist workers, each on its own rig")  # fmt: skip
+    run.add_argument("--pool-wait", type=float, default=600.0, metavar="SECONDS",
+                     help="how long to wait for a free rig (default: 600)")  # fmt: skip
     run.add_argument(
         "--image", type=Path, help="image to test (default on virtual rigs: the reference image)"
     )
@@ -57,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     from hil.boards import preflight
     from hil.provision import resolve_image
 
-    rig = load_rig(args.rig)
+    rig = rig_for(args.rig)  # a pool's first rig: its device type chooses the image for all of them
     preflight(rig)
     suites = suite_paths(args.suites)
     image = resolve_image(rig, args.image)
@@ -67,14 +72,17 @@ def _run(args: argparse.Namespace) -> int:
     print(f"hil: rig {rig.name} ({rig.kind}, {rig.device_type}); image {image}", file=sys.stderr)
     print(f"hil: suites {', '.join(p.name for p in suites)}; artifacts {artifacts}", file=sys.stderr)
     extra = [a for a in args.pytest_args if a != "--"]
+    if args.boards > 1:
+        extra += ["-n", str(args.boards)]
     status = pytest.main([
-        *map(str, suites), "--rig", str(rig.path), "--image", str(image), "--hil-artifacts", str(artifacts),
+        *map(str, suites), "--rig", args.rig, "--pool-wait", str(args.pool_wait), "--image", str(image),
+        "--hil-artifacts", str(artifacts),
         f"--junitxml={junit}", "-o", "junit_family=xunit1", f"--alluredir={artifacts / 'allure-results'}",
         "-p", "no:cacheprovider", "-q", "--no-header", *extra,
     ])  # fmt: skip
     print_table(junit)
     print(f"\nreports: {junit}\n         {artifacts / 'allure-results'} (allure serve ...)\n"
-          f"logs:    {artifacts / rig.name}", file=sys.stderr)  # fmt: skip
+          f"logs:    {artifacts / rig.name}*", file=sys.stderr)  # fmt: skip
     suites_ok = status == pytest.ExitCode.OK
     if args.no_gate:
         return 0 if suites_ok else 1
