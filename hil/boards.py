@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from hil.errors import ToolMissing
 from hil.os.base import OsProfile
 from hil.rig import Rig
 from hil.transport import Transport
 from hil.workdir import make_workdir
 
+if TYPE_CHECKING:
+    from hil.drivers.sdmux import SdMux
+
 
 class Board(Protocol):
     """The hardware side of a rig: disk, power, console line and the SSH endpoint."""
 
+    ssh_host: str
     ssh_port: int
 
     def flash(self, image: Path, config: dict[str, Any]) -> None:
@@ -63,7 +69,56 @@ def _qemu_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     return QemuBoard(rig.name, rig.spec.qemu, make_workdir(rig.name), artifacts, profile.ssh_port)
 
 
-BOARD_KINDS: dict[str, BoardKind] = {"qemu": BoardKind(_qemu_preflight, _qemu_board)}
+def _autohat_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
+    from hil.drivers.autohat import AutohatBoard
+    from hil.drivers.card import CardIdentity, CardLocator
+    from hil.drivers.power import RelayPower
+    from hil.drivers.sdmux import GpioSdMux, UsbSdMux
+
+    spec = rig.spec
+    card = spec.card
+    locator = CardLocator(CardIdentity(card.vendor_id, card.product_id, card.serial, card.by_path))
+    mux: SdMux = (
+        GpioSdMux(spec.sd_mux.pin, spec.sd_mux.host_level, locator)
+        if spec.sd_mux.type == "gpio"
+        else UsbSdMux(spec.sd_mux.control, locator)
+    )
+    return AutohatBoard(
+        rig.name,
+        power=RelayPower(spec.power.pin, spec.power.active_high),
+        mux=mux,
+        console_port=spec.console.port,
+        baudrate=spec.console.baudrate,
+        ssh_host=spec.network.ssh_host,
+        ssh_port=spec.network.ssh_port or profile.ssh_port,
+        max_card_bytes=int(card.max_size),
+        device_type=rig.device_type,
+        off_time=spec.power.off_time,
+    )
+
+
+def _autohat_preflight(rig: Rig) -> None:
+    for tool, package in (("mcopy", "mtools"),):
+        if shutil.which(tool) is None:
+            raise ToolMissing(f"{tool} is not installed (apt-get install {package})")
+
+
+def _twin_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
+    from hil.drivers.twin import TwinBoard
+
+    return TwinBoard(rig.name, rig.spec, make_workdir(rig.name), artifacts, profile.ssh_port)
+
+
+def _twin_preflight(rig: Rig) -> None:
+    _qemu_preflight(rig)
+    _autohat_preflight(rig)
+
+
+BOARD_KINDS: dict[str, BoardKind] = {
+    "qemu": BoardKind(_qemu_preflight, _qemu_board),
+    "autohat": BoardKind(_autohat_preflight, _autohat_board),
+    "twin": BoardKind(_twin_preflight, _twin_board),
+}
 
 
 def preflight(rig: Rig) -> None:

@@ -162,7 +162,7 @@ class Dut:
 
     def _connect_ssh(self) -> None:
         self._close_ssh()
-        link = SshLink("127.0.0.1", self.board.ssh_port, self.profile.ssh_user, self.key, self._pin)
+        link = SshLink(self.board.ssh_host, self.board.ssh_port, self.profile.ssh_user, self.key, self._pin)
         link.connect(time.monotonic() + self.rig.spec.timeouts.ssh)
         self._ssh = link
         self.state = State.READY

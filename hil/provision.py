@@ -12,7 +12,7 @@ from hil.os import get_profile
 from hil.rig import Rig
 
 log = logging.getLogger("hil.provision")
-VIRTUAL_KINDS = ("qemu",)
+VIRTUAL_KINDS = ("qemu", "twin")  # kinds whose DUT hil can give the reference image itself
 
 
 def resolve_image(rig: Rig, image: Path | None, version: str = "1.0.0") -> Path:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from hil import yamlconf
 from hil.errors import RigConfigError
@@ -51,7 +51,93 @@ class QemuRig(_Strict):
     timeouts: Timeouts = Timeouts()
 
 
-RigSpec = Annotated[QemuRig, Field(discriminator="kind")]
+class PowerSpec(_Strict):
+    """The relay that switches the DUT's supply."""
+
+    pin: int | str = Field(description="GPIO pin (gpiozero name or BCM number)")
+    active_high: bool = True
+    off_time: PositiveFloat = Field(1.0, description="seconds off in a power cycle, for the supply to drain")
+
+
+class MuxSpec(_Strict):
+    """The SD mux: an autohat GPIO select line, or a USB-SD-Mux."""
+
+    type: Literal["gpio", "usb"]
+    pin: int | str | None = None
+    host_level: bool = Field(True, description="gpio: the line level that gives the card to the host")
+    control: str | None = Field(None, description="usb: the mux's /dev/sg* control node")
+
+    @model_validator(mode="after")
+    def _needs_its_line(self) -> MuxSpec:
+        if self.type == "gpio" and self.pin is None:
+            raise ValueError("a gpio mux needs `pin`")
+        if self.type == "usb" and not self.control:
+            raise ValueError("a usb mux needs `control` (its /dev/sg* node)")
+        return self
+
+
+class CardSpec(_Strict):
+    """Which block device is the rig's card: its reader's USB identity or by-path name, and a size bound."""
+
+    vendor_id: str | None = None
+    product_id: str | None = None
+    serial: str | None = None
+    by_path: str | None = None
+    max_size: ByteSize = Field(description="refuse any disk larger than this, e.g. 64GB")
+
+    @model_validator(mode="after")
+    def _identifies_something(self) -> CardSpec:
+        if not (self.serial or self.by_path or (self.vendor_id and self.product_id)):
+            raise ValueError("name the card reader: serial, by_path, or vendor_id with product_id")
+        return self
+
+
+class ConsoleSpec(_Strict):
+    """The DUT's serial console: a /dev/serial/by-id path or any pyserial URL."""
+
+    port: str
+    baudrate: PositiveInt = 115200
+
+
+class NetworkSpec(_Strict):
+    """How the host reaches the DUT over the lab network."""
+
+    ssh_host: str
+    ssh_port: PositiveInt | None = Field(None, description="default: the OS profile's SSH port")
+
+
+class AutohatRig(_Strict):
+    """A physical board: relay power, SD mux, card reader, serial console, SSH over the lab network."""
+
+    kind: Literal["autohat"]
+    device_type: str
+    os: str = "reference"
+    description: str = ""
+    pool: str | None = Field(None, description="pool this rig serves (--rig pool:NAME)")
+    power: PowerSpec
+    sd_mux: MuxSpec
+    card: CardSpec
+    console: ConsoleSpec
+    network: NetworkSpec
+    timeouts: Timeouts = Timeouts()
+
+
+class TwinRig(_Strict):
+    """The digital twin: the autohat drivers unchanged, their pins and card wired to a QEMU board."""
+
+    kind: Literal["twin"]
+    device_type: str
+    os: str = "reference"
+    description: str = ""
+    pool: str | None = Field(None, description="pool this rig serves (--rig pool:NAME)")
+    qemu: QemuSpec = QemuSpec()
+    power: PowerSpec
+    sd_mux: MuxSpec
+    card: CardSpec
+    timeouts: Timeouts = Timeouts()
+
+
+RigSpec = Annotated[QemuRig | AutohatRig | TwinRig, Field(discriminator="kind")]
 
 
 @dataclass(frozen=True)

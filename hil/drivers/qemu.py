@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hil.drivers.accel import Accel, pick_accel
 from hil.drivers.qmp import QmpLink
@@ -60,17 +60,22 @@ class QemuBoard:
     """One QEMU virtual board; `workdir` holds its temporary disks, `artifacts` its logs."""
 
     def __init__(
-        self, name: str, spec: QemuSpec, workdir: Path, artifacts: Path, ssh_guest_port: int
-    ) -> None:
+        self, name: str, spec: QemuSpec, workdir: Path, artifacts: Path, ssh_guest_port: int,
+        *, serial: Literal["socket", "pty"] = "socket",
+    ) -> None:  # fmt: skip
         self.name = name
         self.spec = spec
         self.workdir = workdir
         self.artifacts = artifacts
         self.ssh_guest_port = ssh_guest_port
+        self.ssh_host = "127.0.0.1"
         self.ssh_port = 0
         self.accel: Accel = pick_accel(spec.accel)
         self.qemu_version = ""
-        self._overlay: Path | None = None
+        self.serial = serial
+        self.pty_path: Path | None = None
+        self._disk: tuple[Path, str] | None = None  # (file, format) the board boots from; None: no disk
+        self._config: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._qmp: QmpLink | None = None
         self._expected_exit = False
@@ -114,10 +119,18 @@ class QemuBoard:
         )
         if out.returncode != 0:
             raise QemuError(f"qemu-img could not create an overlay on {image}: {out.stderr.strip()}")
-        shutil.copyfile(OVMF_VARS, self.workdir / "OVMF_VARS.fd")  # fresh firmware settings per flash
-        (self.workdir / "config.json").write_text(json.dumps(config, indent=2))
-        self._overlay = overlay
+        config_file = self.workdir / "config.json"
+        config_file.write_text(json.dumps(config, indent=2))
+        self.attach_disk(overlay, "qcow2", config_file)
         log.info("%s: flashed %s (overlay %s)", self.name, image, overlay)
+
+    def attach_disk(self, disk: Path | None, fmt: str = "raw", config: Path | None = None) -> None:
+        """Boot from `disk` (None: no disk) with fresh firmware settings; `config` goes in by fw_cfg."""
+        if self.is_on:
+            raise QemuError(f"board {self.name} is powered; its disk cannot change under it")
+        shutil.copyfile(OVMF_VARS, self.workdir / "OVMF_VARS.fd")
+        self._disk = (disk, fmt) if disk else None
+        self._config = config
 
     def _command(self) -> list[str]:
         spec = self.spec
@@ -127,23 +140,27 @@ class QemuBoard:
             "-machine", f"{spec.machine},accel={self.accel.name}", "-m", str(spec.memory),
             "-smp", str(spec.cpus), "-S",
             "-qmp", f"unix:{self.workdir / 'qmp.sock'},server=on,wait=off",
-            "-chardev", f"socket,id=serial0,path={self.console_socket},server=on,wait=off,"
-                        f"logfile={self.serial_log},logappend=on",
+            "-chardev", f"{self._serial_backend()},id=serial0,logfile={self.serial_log},logappend=on",
             "-serial", "chardev:serial0",
             "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,file={self.workdir / 'OVMF_VARS.fd'}",
-            "-drive", f"if=virtio,format=qcow2,file={self._overlay}",
+            *(["-drive", f"if=virtio,format={self._disk[1]},file={self._disk[0]}"] if self._disk else []),
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:{self.ssh_guest_port}",
             "-device", "virtio-net-pci,netdev=net0,id=nic0",
-            "-fw_cfg", f"name={CONFIG_FW_CFG},file={self.workdir / 'config.json'}",
+            *(["-fw_cfg", f"name={CONFIG_FW_CFG},file={self._config}"] if self._config else []),
             "-rtc", f"base={spec.rtc_base or 'utc'}",
         ]  # fmt: skip
+
+    def _serial_backend(self) -> str:
+        if self.serial == "pty":
+            return "pty"  # a tty path, as a USB serial adapter would give (read back from QMP)
+        return f"socket,path={self.console_socket},server=on,wait=off"
 
     def power_on(self, deadline: float) -> None:
         """Start QEMU paused, connect QMP, then let the CPU run (a fresh port if the forward collides)."""
         if self.is_on:
             return
-        if self._overlay is None:
+        if not (self.workdir / "OVMF_VARS.fd").exists():
             raise QemuError(f"board {self.name} has no image; flash it first")
         for _attempt in range(3):
             self.ssh_port = _free_port()
@@ -170,6 +187,9 @@ class QemuBoard:
             self.accel.reason,
             self.ssh_port,
         )
+        if self.serial == "pty":
+            chardevs = {c["label"]: c["filename"] for c in self._qmp.execute("query-chardev")}
+            self.pty_path = Path(chardevs["serial0"].removeprefix("pty:"))
         self._qmp.execute("cont")
 
     def _start_process(self) -> None:
@@ -230,7 +250,9 @@ class QemuBoard:
 
     def console_transport(self, timeout: float) -> UnixSocketTransport:
         """A connection to the board's serial console."""
-        return UnixSocketTransport(self.console_socket, connect_timeout=timeout)
+        return UnixSocketTransport(
+            self.console_socket, connect_timeout=timeout, closed_reason=self.exit_reason
+        )
 
     def qmp(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
         """Run a QMP command on the running board."""

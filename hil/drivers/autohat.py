@@ -1,0 +1,77 @@
+"""A physical rig's board: relay power, an SD mux with its card reader, a serial line, SSH over the lab LAN.
+
+Composed from one small driver per piece of hardware; the twin rig builds the same class on mock
+pins, a fake card reader and a pty, so this code path is what CI exercises.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hil.drivers.flasher import flash_card, write_config_json
+from hil.drivers.power import RelayPower
+from hil.drivers.progress import auto_progress
+from hil.drivers.sdmux import SdMux
+from hil.drivers.serial_console import SerialTransport
+from hil.transport import Transport
+
+log = logging.getLogger("hil.autohat")
+
+
+class AutohatBoard:
+    """Flash through the mux, power through the relay, talk through the serial line."""
+
+    def __init__(
+        self, name: str, *, power: RelayPower, mux: SdMux, console_port: str, baudrate: int,
+        ssh_host: str, ssh_port: int, max_card_bytes: int, device_type: str, off_time: float,
+    ) -> None:  # fmt: skip
+        self.name = name
+        self.power = power
+        self.mux = mux
+        self.console_port = console_port
+        self.baudrate = baudrate
+        self.ssh_host = ssh_host
+        self.ssh_port = ssh_port
+        self.max_card_bytes = max_card_bytes
+        self.device_type = device_type
+        self.off_time = off_time
+
+    def flash(self, image: Path, config: dict[str, Any]) -> None:
+        """Power off, card to host, refuse a wrong card or image, write, verify, configure, card back."""
+        self.power.off()
+        card = self.mux.to_host(timeout=30)
+        log.info("%s: card %s (%d bytes) is on the host", self.name, card.device, card.size_bytes)
+        flash_card(
+            image, self.mux.card, card.device, max_bytes=self.max_card_bytes, device_type=self.device_type,
+            progress=auto_progress(f"flash {self.name}"),
+        )  # fmt: skip
+        write_config_json(card.device, config)
+        self.mux.to_dut()
+
+    def power_on(self, deadline: float) -> None:
+        """Card to the DUT (a board never boots with its card on the host), then power."""
+        if self.mux.state != "dut":
+            self.mux.to_dut()
+        self.power.on()
+
+    def power_off(self, grace: float = 10.0) -> None:
+        """Open the relay."""
+        self.power.off()
+
+    def console_transport(self, timeout: float) -> Transport:
+        """The serial line; it survives the USB adapter dropping out and coming back."""
+        return SerialTransport(self.console_port, self.baudrate, reconnect_timeout=max(timeout, 5.0))
+
+    def exit_reason(self) -> str | None:
+        """A physical board does not die on its own in a way the host can see."""
+        return None
+
+    def close(self) -> None:
+        """Leave the board off and release the pins."""
+        self.power.off()
+        self.power.close()
+        close = getattr(self.mux, "close", None)
+        if close is not None:
+            close()

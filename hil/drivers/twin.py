@@ -1,0 +1,124 @@
+"""The digital-twin rig: the autohat drivers, unchanged, wired to a QEMU board instead of hardware.
+
+gpiozero's MockFactory pins stand in for the relay and mux lines; a pin change does what the hardware
+would: the relay starts or stops the QEMU board, the mux hands the card (a file behind a fake USB card
+reader in a fake sysfs) to the host or to the board. QEMU's serial port is a pty under a fake
+/dev/serial/by-id name, read with pyserial. Pulling the card from a running board cuts its power,
+so the host can never write a card the board is using.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gpiozero.pins.mock import MockFactory, MockPin
+
+from hil.drivers.autohat import AutohatBoard
+from hil.drivers.card import CardIdentity
+from hil.drivers.fake_sysfs import FakeBlockTree
+from hil.drivers.power import RelayPower
+from hil.drivers.qemu import QemuBoard
+from hil.drivers.sdmux import GpioSdMux
+from hil.rig import TwinRig
+
+log = logging.getLogger("hil.twin")
+CARD = "sda"
+
+
+class TwinPinFactory(MockFactory):
+    """A MockFactory whose output pins tell the twin when their level changes."""
+
+    def __init__(self) -> None:
+        super().__init__(pin_class=TwinPin)
+        self.listeners: dict[MockPin, Callable[[bool], None]] = {}
+
+
+class TwinPin(MockPin):
+    """A mock pin that reports each real level change to its listener, as the wire would."""
+
+    def _change_state(self, value: bool) -> bool:
+        changed = bool(super()._change_state(value))
+        listener = self.factory.listeners.get(self)
+        if changed and listener is not None:
+            listener(value)
+        return changed
+
+
+class TwinBoard(AutohatBoard):
+    """An AutohatBoard whose hardware is a QEMU board, a card file and a pty."""
+
+    def __init__(self, name: str, spec: TwinRig, workdir: Path, artifacts: Path, ssh_guest_port: int) -> None:
+        self.spec = spec
+        self.lab = FakeBlockTree(workdir / "lab")
+        self.card_file = workdir / "card.img"
+        identity = CardIdentity(
+            spec.card.vendor_id, spec.card.product_id, spec.card.serial, spec.card.by_path
+        )
+        self.lab.add_usb_disk(
+            CARD, vendor_id=spec.card.vendor_id or "0bda", product_id=spec.card.product_id or "0109",
+            serial=spec.card.serial or "HIL-TWIN", size_bytes=int(spec.card.max_size), backing=self.card_file,
+        )  # fmt: skip
+        self.serial_link = self.lab.dev / "serial/by-id/usb-hil_twin_console-if00-port0"
+        self.serial_link.parent.mkdir(parents=True)
+        self.qemu = QemuBoard(name, spec.qemu, workdir, artifacts, ssh_guest_port, serial="pty")
+        factory = TwinPinFactory()
+        power_pin = factory.pin(spec.power.pin)
+        mux_pin = factory.pin(spec.sd_mux.pin)
+        factory.listeners[power_pin] = self._power_line
+        factory.listeners[mux_pin] = self._mux_line
+        self._mux_pin = mux_pin
+        self._mux_line(mux_pin.state)  # the card starts wherever the line rests
+        mux = GpioSdMux(
+            spec.sd_mux.pin, spec.sd_mux.host_level, self.lab.locator(identity), pin_factory=factory
+        )
+        super().__init__(
+            name,
+            power=RelayPower(spec.power.pin, spec.power.active_high, pin_factory=factory),
+            mux=mux,
+            console_port=str(self.serial_link),
+            baudrate=115200,
+            ssh_host="127.0.0.1",
+            ssh_port=0,
+            max_card_bytes=int(spec.card.max_size),
+            device_type=spec.device_type,
+            off_time=spec.power.off_time,
+        )
+
+    @property
+    def card_on_host(self) -> bool:
+        """Where the mux line puts the card now."""
+        return bool(self._mux_pin.state) == self.spec.sd_mux.host_level
+
+    def _power_line(self, level: bool) -> None:
+        if level == self.spec.power.active_high:
+            # A board whose card is on the host has no disk: it powers up and finds nothing to boot.
+            self.qemu.attach_disk(None if self.card_on_host else self.card_file, "raw")
+            self.qemu.power_on(time.monotonic() + 60)
+            self.ssh_port = self.qemu.ssh_port  # the lab LAN of a twin is QEMU's forward, new each power-on
+            self.serial_link.unlink(missing_ok=True)
+            assert self.qemu.pty_path is not None
+            self.serial_link.symlink_to(self.qemu.pty_path)
+            log.info("%s: relay closed: board on, console %s", self.name, self.qemu.pty_path)
+        else:
+            self.qemu.power_off(self.spec.timeouts.shutdown)
+            self.serial_link.unlink(missing_ok=True)  # as udev removes the by-id link of a vanished tty
+            log.info("%s: relay open: board off", self.name)
+
+    def _mux_line(self, level: bool) -> None:
+        to_host = level == self.spec.sd_mux.host_level
+        if to_host and self.qemu.is_on:
+            log.warning("%s: card pulled from a running board: the board loses power", self.name)
+            self.qemu.power_off(self.spec.timeouts.shutdown)
+        self.lab.set_media(CARD, to_host)
+
+    def exit_reason(self) -> str | None:
+        """QEMU's death, when it died."""
+        return self.qemu.exit_reason()
+
+    def close(self) -> None:
+        """Power off, release the pins, remove the card file and the fake lab."""
+        super().close()
+        self.qemu.close()
