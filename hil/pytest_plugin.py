@@ -74,6 +74,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--hil-artifacts", metavar="DIR",
                     help="transcripts, QEMU logs, dmesg go here (default ./artifacts/run-TIME)")  # fmt: skip
+    group.addoption(
+        "--update-bundle",
+        metavar="PATH",
+        help="host OS update for the hostapp_update suite to install on --image; without it, on virtual "
+        "rigs, --image is the target and the reference image one version earlier the base",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -156,6 +162,17 @@ def dut_image(pytestconfig: pytest.Config, rig: Rig) -> Path:
         return resolve_image(rig, pytestconfig.stash[_RUN].image_arg)
     except HilError as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def update_bundle(pytestconfig: pytest.Config) -> Path | None:
+    """The update bundle given with --update-bundle, or None."""
+    option = pytestconfig.getoption("update_bundle")
+    if option is None:
+        return None
+    if not Path(option).is_file():
+        pytest.fail(f"--update-bundle {option}: no such file", pytrace=False)
+    return Path(option)
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from hil.errors import RigConfigError
+from hil.os.balenaos import BALENAOS
 from hil.os.base import OsProfile
 from hil.os.reference import REFERENCE
 
-PROFILES: dict[str, OsProfile] = {p.name: p for p in (REFERENCE,)}
+PROFILES: dict[str, OsProfile] = {p.name: p for p in (REFERENCE, BALENAOS)}
 
 
 def get_profile(name: str) -> OsProfile:

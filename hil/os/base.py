@@ -30,6 +30,15 @@ class OsProfile:
     mounts: dict[str, str] = field(default_factory=dict)
     # Role (ssh, time) -> the process a healthy DUT runs for it (checked with pidof).
     services: dict[str, str] = field(default_factory=dict)
+    # Host OS updates (suites/hostapp_update). `{bundle}` in update_command is the bundle's path on the DUT.
+    update_command: str = ""
+    data_dir: str = ""  # on the data partition: what an update must keep; bundles are put here too
+    config_path: str = ""  # config.json as the DUT sees it
+    boot_env_command: str = ""  # prints the whole boot environment (which root boots, what is pending)
+    pending_update_command: str = ""  # prints 1 while an update waits to be tried or committed, else 0
+    state_dir: str = ""
+    # Role (altboot, health, health_failed) -> the breadcrumb in state_dir that a rollback leaves.
+    rollback_breadcrumbs: dict[str, str] = field(default_factory=dict)
     # Bounds in seconds for waits the suites make; they belong to the OS, not to the tests.
     bounds: dict[str, float] = field(default_factory=dict)
 

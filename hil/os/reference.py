@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hil.images import bootenv
 from hil.os.base import OsProfile
 
 REFERENCE = OsProfile(
@@ -14,5 +15,25 @@ REFERENCE = OsProfile(
     env_slot_command=". /usr/lib/hil/bootenv.sh && bootenv_load && echo $active",
     mounts={"/": "ro", "/mnt/state": "rw", "/mnt/data": "rw"},
     services={"ssh": "dropbear", "time": "chronyd"},
-    bounds={"boot_to_ssh": 90.0, "reboot": 180.0},
+    update_command="hostapp-update -f {bundle}",
+    data_dir="/mnt/data",
+    config_path="/mnt/boot/config.json",
+    boot_env_command=bootenv.READ_COMMAND,
+    pending_update_command=". /usr/lib/hil/bootenv.sh && bootenv_load && echo $pending",
+    state_dir=bootenv.STATE_DIR,
+    rollback_breadcrumbs={
+        "altboot": "rollback-altboot-triggered",
+        "health": "rollback-health-triggered",
+        "health_failed": "rollback-health-failed",
+    },
+    # Measured under TCG: write about 5 s, reboot into the update about 10 s, altboot (two panicking
+    # tries, then the old root) about 45 s, rollback-health (30 s health window, then a reboot) about 50 s.
+    bounds={
+        "boot_to_ssh": 90.0,
+        "reboot": 180.0,
+        "update_write": 180.0,
+        "update_reboot": 180.0,
+        "rollback_altboot": 300.0,
+        "rollback_health": 300.0,
+    },
 )
