@@ -32,7 +32,11 @@ LAYOUT = (
     Partition("state", LINUX_TYPE, 16),
     Partition("data", LINUX_TYPE, 64),
 )
-ROOT_MIB = 64
+
+
+def size_mib(name: str) -> int:
+    """The size of the LAYOUT partition with this label."""
+    return next(p.size_mib for p in LAYOUT if p.name == name)
 
 
 def mkfs_ext4(image: Path, size_mib: int, label: str, source: Path | None = None) -> None:

@@ -25,6 +25,11 @@ MODULES = (
 _DEPENDS = re.compile(rb"(?:^|\0)depends=([^\0]*)\0")
 
 
+def package_tree(trees: dict[str, Path]) -> Path:
+    """The unpacked linux-image package among the image's unpacked packages."""
+    return next(tree for name, tree in trees.items() if name.startswith("linux-image-"))
+
+
 def modules_dir(kernel_tree: Path) -> Path:
     """The one lib/modules/<release> directory of an unpacked linux-image package."""
     found = sorted((kernel_tree / "lib" / "modules").glob("*/kernel"))

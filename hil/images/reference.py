@@ -102,33 +102,26 @@ def _build(work: Path, target: ReferenceImage, trees: dict[str, Path], ssh_key: 
     log(f"root filesystem and initramfs assembled for {target.version} ({target.variant})")
 
     _grub(work / "BOOTX64.EFI")
-    kernel_tree = next(t for name, t in trees.items() if name.startswith("linux-image-"))
+    boot = {
+        "EFI/BOOT/BOOTX64.EFI": work / "BOOTX64.EFI",
+        "vmlinuz": kernel.vmlinuz(kernel.package_tree(trees)),
+        "initrd": work / "initrd",
+    }
     config = {"hostname": HOSTNAME, "os": {"sshKeys": [ssh_key]}}
-    boot = {"EFI/BOOT/BOOTX64.EFI": work / "BOOTX64.EFI", "vmlinuz": kernel.vmlinuz(kernel_tree)}
-    boot["initrd"] = work / "initrd"
     for name, text in rootfs.boot_files(target.version, config).items():
         (work / name).write_text(text)
         boot[name] = work / name
 
-    parts = {name: work / f"{name}.img" for name in ("boot", "root", "state", "data")}
-    disk.mkfs_vfat(parts["boot"], disk.LAYOUT[0].size_mib, "boot", boot)
-    disk.mkfs_ext4(parts["root"], disk.ROOT_MIB, "root", root_tree)
-    disk.mkfs_ext4(parts["state"], 16, "state")
-    disk.mkfs_ext4(parts["data"], 64, "data")
-    disk.assemble(
-        target.disk,
-        {
-            "boot": parts["boot"],
-            "rootA": parts["root"],
-            "rootB": parts["root"],
-            "state": parts["state"],
-            "data": parts["data"],
-        },
-    )
+    root = work / "root.img"
+    images = {name: work / f"{name}.img" for name in ("boot", "state", "data")}
+    disk.mkfs_vfat(images["boot"], disk.size_mib("boot"), "boot", boot)
+    disk.mkfs_ext4(root, disk.size_mib("rootA"), "root", root_tree)
+    disk.mkfs_ext4(images["state"], disk.size_mib("state"), "state")
+    disk.mkfs_ext4(images["data"], disk.size_mib("data"), "data")
+    # rootB starts as a copy of rootA, so either slot boots the version the disk was built as.
+    disk.assemble(target.disk, {**images, "rootA": root, "rootB": root})
     log(f"disk written: {target.disk.name}")
-    write_bundle(
-        parts["root"], target.bundle, version=target.version, device_type=DEVICE_TYPE, variant=target.variant
-    )
+    write_bundle(root, target.bundle, version=target.version, device_type=DEVICE_TYPE, variant=target.variant)
     log(f"update bundle written: {target.bundle.name}")
 
 
@@ -157,6 +150,7 @@ def build_reference(
         return image
 
     started = time.monotonic()
+    log(f"building the reference image {version} ({variant}) in {images}")
     # Build under a temporary name and rename: a killed build never leaves a directory that looks done.
     tmp = images / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

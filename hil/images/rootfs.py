@@ -144,8 +144,6 @@ def os_release(version: str) -> str:
 
 def build_rootfs_tree(trees: dict[str, Path], root: Path, version: str, variant: str) -> None:
     """Fill `root` with the read-only root filesystem of one version and variant."""
-    if variant not in VARIANT_OMITS:
-        raise ImageError(f"unknown reference image variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     _install_busybox(trees["busybox-static"], root)
     _install_dynamic(trees, root)
     _copy_files(FILES / "common", root)
@@ -180,9 +178,8 @@ def build_initramfs_tree(trees: dict[str, Path], root: Path) -> None:
     _copy_files(FILES / "initramfs", root)
     for rel in ("dev", "proc", "sys", "mnt/boot", "mnt/state", "newroot", "lib/modules"):
         (root / rel).mkdir(parents=True, exist_ok=True)
-    kernel_tree = next(t for name, t in trees.items() if name.startswith("linux-image-"))
     order = []
-    for module in kernel.load_order(kernel.modules_dir(kernel_tree)):
+    for module in kernel.load_order(kernel.modules_dir(kernel.package_tree(trees))):
         shutil.copyfile(module, root / "lib" / "modules" / module.name)
         order.append(f"/lib/modules/{module.name}")
     (root / "lib" / "modules" / "load-order").write_text("\n".join(order) + "\n")
