@@ -37,6 +37,7 @@ class AutohatBoard:
         self.max_card_bytes = max_card_bytes
         self.device_type = device_type
         self.off_time = off_time
+        self.verify = True  # read every written byte back; `hil rig flash --no-verify` turns it off
 
     def flash(self, image: Path, config: dict[str, Any]) -> None:
         """Power off, card to host, refuse a wrong card or image, write, verify, configure, card back."""
@@ -45,7 +46,7 @@ class AutohatBoard:
         log.info("%s: card %s (%d bytes) is on the host", self.name, card.device, card.size_bytes)
         flash_card(
             image, self.mux.card, card.device, max_bytes=self.max_card_bytes, device_type=self.device_type,
-            progress=auto_progress(f"flash {self.name}"),
+            progress=auto_progress(f"flash {self.name}"), verify=self.verify,
         )  # fmt: skip
         write_config_json(card.device, config)
         self.mux.to_dut()

@@ -22,6 +22,7 @@ from hil.drivers.fake_sysfs import FakeBlockTree
 from hil.drivers.power import RelayPower
 from hil.drivers.qemu import QemuBoard
 from hil.drivers.sdmux import GpioSdMux
+from hil.paths import cache_dir
 from hil.rig import TwinRig
 
 log = logging.getLogger("hil.twin")
@@ -53,7 +54,9 @@ class TwinBoard(AutohatBoard):
     def __init__(self, name: str, spec: TwinRig, workdir: Path, artifacts: Path, ssh_guest_port: int) -> None:
         self.spec = spec
         self.lab = FakeBlockTree(workdir / "lab")
-        self.card_file = workdir / "card.img"
+        # The card outlives the process, as a real one does: `hil rig flash` then `hil rig console` see it.
+        self.card_file = cache_dir() / "twin" / name / "card.img"
+        self.card_file.parent.mkdir(parents=True, exist_ok=True)
         identity = CardIdentity(
             spec.card.vendor_id, spec.card.product_id, spec.card.serial, spec.card.by_path
         )
@@ -119,6 +122,6 @@ class TwinBoard(AutohatBoard):
         return self.qemu.exit_reason()
 
     def close(self) -> None:
-        """Power off, release the pins, remove the card file and the fake lab."""
+        """Power off, release the pins, remove the fake lab (the card stays, as a real one would)."""
         super().close()
         self.qemu.close()
