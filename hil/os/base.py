@@ -32,6 +32,7 @@ class OsProfile:
     services: dict[str, str] = field(default_factory=dict)
     # Host OS updates (suites/hostapp_update). `{bundle}` in update_command is the bundle's path on the DUT.
     update_command: str = ""
+    update_writing_pattern: str = ""  # regex on the update's output: the write into the other root began
     data_dir: str = ""  # on the data partition: what an update must keep; bundles are put here too
     config_path: str = ""  # config.json as the DUT sees it
     boot_env_command: str = ""  # prints the whole boot environment (which root boots, what is pending)

@@ -16,6 +16,7 @@ REFERENCE = OsProfile(
     mounts={"/": "ro", "/mnt/state": "rw", "/mnt/data": "rw"},
     services={"ssh": "dropbear", "time": "chronyd"},
     update_command="hostapp-update -f {bundle}",
+    update_writing_pattern=r"hostapp-update: writing \S+ into root",
     data_dir="/mnt/data",
     config_path="/mnt/boot/config.json",
     boot_env_command=bootenv.READ_COMMAND,

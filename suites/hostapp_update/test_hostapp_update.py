@@ -1,0 +1,236 @@
+"""Hostapp-update suite: a host OS update lands in the other root and keeps the user's data, a broken
+update rolls itself back (health check, or a root that never boots), a power cut mid-write leaves the
+old OS, and bundles that do not fit are refused. Every test starts from the freshly flashed base image
+(see conftest.py for how base and target are chosen); every wait is bounded by the OS profile."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from hil.dut import Dut, State
+from hil.images.bundle import make_foreign_bundle, truncate_bundle
+from hil.result import CommandResult
+
+if TYPE_CHECKING:
+    from suites.hostapp_update.conftest import UpdatePlan
+
+pytestmark = [pytest.mark.slow]
+
+CANARY = "hil-update-canary"
+UPDATE_LOG = "/tmp/hil-hostapp-update.log"
+FOREIGN_DEVICE_TYPE = "raspberrypi4-64"
+
+
+@dataclass(frozen=True)
+class OsState:
+    """What the DUT reports about its host OS and update state."""
+
+    slot: str
+    version: str
+    boot_env: str
+    pending: str
+    rollbacks: frozenset[str]  # roles (altboot, health, health_failed) whose breadcrumb exists
+
+
+def _out(dut: Dut, command: str) -> str:
+    return dut.run(command).check().output.strip()
+
+
+def os_state(dut: Dut) -> OsState:
+    """Read slot, version, boot environment, pending flag and rollback breadcrumbs over SSH."""
+    profile = dut.profile
+    names = " ".join(shlex.quote(name) for name in profile.rollback_breadcrumbs.values())
+    present = set(_out(dut, f"cd {profile.state_dir} && ls -1 {names} 2>/dev/null; true").split())
+    return OsState(
+        slot=_out(dut, profile.booted_slot_command),
+        version=_out(dut, profile.version_command),
+        boot_env=_out(dut, profile.boot_env_command),
+        pending=_out(dut, profile.pending_update_command),
+        rollbacks=frozenset(role for role, name in profile.rollback_breadcrumbs.items() if name in present),
+    )
+
+
+def put_bundle(dut: Dut, bundle: Path) -> str:
+    """Copy a bundle to the DUT's data partition, synced so a power cut cannot take it; its remote path."""
+    remote = f"{dut.profile.data_dir}/{bundle.name}"
+    dut.put(bundle, remote)
+    dut.run("sync").check()
+    return remote
+
+
+def install(dut: Dut, remote: str) -> CommandResult:
+    """Run the OS's update command on a bundle already on the DUT."""
+    command = dut.profile.update_command.format(bundle=shlex.quote(remote))
+    return dut.run(command, timeout=dut.profile.bound("update_write"))
+
+
+def reboot_into(dut: Dut, after: str, bound: str, restarts: int = 1) -> None:
+    """Reboot from the console and log in once the DUT has restarted `restarts` times (rollbacks reboot)."""
+    dut.transition(State.BOOTED)
+    assert dut.console is not None
+    dut.console.sendline(dut.profile.reboot_command)
+    for _ in range(restarts - 1):
+        dut.console.expect(dut.profile.restart_pattern, dut.profile.bound("update_reboot"))
+    dut.wait_for_reboot(after, timeout=dut.profile.bound(bound))
+
+
+def update(dut: Dut, bundle: Path, after: str = "reboot into the update") -> None:
+    """Install `bundle`, reboot into it and log in again."""
+    install(dut, put_bundle(dut, bundle)).check()
+    reboot_into(dut, after, "update_reboot")
+
+
+def assert_healthy(dut: Dut) -> None:
+    """The profile's definition of healthy: each of its services runs."""
+    for role, process in dut.profile.services.items():
+        assert dut.run(f"pidof {process}").ok, f"{role} service {process} is not running"
+
+
+def assert_back_on(dut: Dut, before: OsState, rollback: str) -> None:
+    """The DUT runs the OS it ran before the update, and the rollback's breadcrumb says why."""
+    after = os_state(dut)
+    assert (after.slot, after.version) == (before.slot, before.version)
+    assert after.pending == "0", f"an update is still pending after the {rollback} rollback"
+    assert rollback in after.rollbacks, f"no {dut.profile.rollback_breadcrumbs[rollback]} breadcrumb"
+    assert_healthy(dut)
+
+
+def test_update_lands_in_the_other_root_and_keeps_data_and_config(
+    fresh_dut: Dut, update_plan: UpdatePlan
+) -> None:
+    dut, profile = fresh_dut, fresh_dut.profile
+    canary = f"{profile.data_dir}/{CANARY}"
+    data_sum = _out(
+        dut, f"dd if=/dev/urandom of={canary} bs=64k count=16 2>/dev/null && sync && sha256sum {canary}"
+    )
+    config_sum = _out(dut, f"sha256sum {profile.config_path}")
+    before = os_state(dut)
+    assert before.rollbacks == frozenset()
+
+    update(dut, update_plan.bundle)
+
+    after = os_state(dut)
+    assert after.slot != before.slot, f"still on root {before.slot} after the update"
+    if update_plan.target_version:
+        assert after.version == update_plan.target_version
+    assert after.pending == "0", "the update was not committed"
+    assert after.rollbacks == frozenset(), (
+        f"rollback breadcrumbs after a good update: {sorted(after.rollbacks)}"
+    )
+    assert _out(dut, f"sha256sum {canary}") == data_sum
+    assert _out(dut, f"sha256sum {profile.config_path}") == config_sum
+    assert_healthy(dut)
+
+
+def test_update_twice_returns_to_the_first_root(fresh_dut: Dut, update_plan: UpdatePlan) -> None:
+    dut = fresh_dut
+    first = os_state(dut).slot
+    update(dut, update_plan.bundle, "reboot into the first update")
+    second = os_state(dut).slot
+    update(dut, update_plan.bundle, "reboot into the second update")
+    state = os_state(dut)
+    assert second != first and state.slot == first, f"roots went {first} -> {second} -> {state.slot}"
+    assert state.rollbacks == frozenset()
+    assert_healthy(dut)
+
+
+def test_update_whose_health_check_fails_rolls_back(
+    fresh_dut: Dut, variant_bundle: Callable[[str], Path]
+) -> None:
+    bundle = variant_bundle("broken-health")
+    dut = fresh_dut
+    before = os_state(dut)
+    install(dut, put_bundle(dut, bundle)).check()
+    # The trial boot comes up, fails its health check and reboots into the old root by itself.
+    reboot_into(dut, "rollback-health reboot", "rollback_health", restarts=2)
+    assert_back_on(dut, before, "health")
+    assert "altboot" not in os_state(dut).rollbacks
+
+
+def test_update_that_never_boots_rolls_back_to_the_old_root(
+    fresh_dut: Dut, variant_bundle: Callable[[str], Path]
+) -> None:
+    bundle = variant_bundle("broken-init")
+    dut = fresh_dut
+    before = os_state(dut)
+    install(dut, put_bundle(dut, bundle)).check()
+    # Each try of the new root panics and resets (no orderly restart line) until the bootloader gives up.
+    reboot_into(dut, "rollback-altboot reboot", "rollback_altboot")
+    assert_back_on(dut, before, "altboot")
+
+
+def _cut_power_mid_write(dut: Dut, remote: str) -> None:
+    """Start the update in the background, cut the power once its write has begun, power on again."""
+    profile = dut.profile
+    if not profile.update_writing_pattern:
+        pytest.skip(f"OS profile {profile.name!r} states no update_writing_pattern to time the power cut by")
+    command = profile.update_command.format(bundle=shlex.quote(remote))
+    dut.run(f"{{ {command}; echo hil-exit:$?; }} >{UPDATE_LOG} 2>&1 </dev/null &").check()
+    writing = re.compile(profile.update_writing_pattern)
+    deadline = time.monotonic() + profile.bound("update_write")
+    while True:
+        log = dut.run(f"cat {UPDATE_LOG}").output
+        if "hil-exit:" in log:
+            pytest.fail(f"the update ended before the power cut could land mid-write:\n{log}")
+        if writing.search(log):
+            break
+        assert time.monotonic() < deadline, f"the update did not start writing within the bound:\n{log}"
+        time.sleep(0.2)
+    dut.power_cycle()
+
+
+def test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds(
+    fresh_dut: Dut, update_plan: UpdatePlan
+) -> None:
+    dut = fresh_dut
+    before = os_state(dut)
+    remote = put_bundle(dut, update_plan.bundle)
+
+    _cut_power_mid_write(dut, remote)
+
+    assert os_state(dut) == before, "the power cut mid-write changed the booted OS or its update state"
+    assert_healthy(dut)
+    install(dut, remote).check()
+    reboot_into(dut, "reboot into the retried update", "update_reboot")
+    after = os_state(dut)
+    assert after.slot != before.slot
+    if update_plan.target_version:
+        assert after.version == update_plan.target_version
+    assert after.rollbacks == frozenset()
+
+
+def _foreign(bundle: Path, out: Path, manifest: dict | None) -> Path:
+    if manifest is None:
+        pytest.skip("a bundle for another device type is made from hil's bundle format only")
+    return make_foreign_bundle(bundle, FOREIGN_DEVICE_TYPE, out)
+
+
+REJECTIONS = {
+    "foreign-device-type": (_foreign, re.escape(FOREIGN_DEVICE_TYPE)),
+    "truncated": (
+        lambda bundle, out, manifest: truncate_bundle(bundle, out),
+        r"(?i)truncated|checksum|corrupt",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", REJECTIONS)
+def test_bundle_that_does_not_fit_is_refused_and_changes_nothing(
+    fresh_dut: Dut, update_plan: UpdatePlan, tmp_path: Path, kind: str
+) -> None:
+    make, message = REJECTIONS[kind]
+    bundle = make(update_plan.bundle, tmp_path / f"{kind}.bundle.tar", update_plan.manifest)
+    dut = fresh_dut
+    before = os_state(dut)
+    result = install(dut, put_bundle(dut, bundle))
+    assert result.exit_code != 0, f"the {kind} bundle was accepted:\n{result.output}"
+    assert re.search(message, result.output), f"refusal does not say why ({message}):\n{result.output}"
+    assert os_state(dut) == before
