@@ -196,7 +196,10 @@ def _pool_files() -> list[Path]:
 
 
 def _unhealthy(sick: dict[str, Health]) -> str:
-    return "unhealthy: " + ", ".join(f"{name} ({h})" for name, h in sick.items())
+    return "unhealthy: " + ", ".join(
+        f"{name} ({h.reason or 'no reason given'}, checked {h.checked.isoformat(timespec='seconds')})"
+        for name, h in sick.items()
+    )
 
 
 def _busy(arg: str, usable: list[tuple[Rig, str]], sick: dict[str, Health], wait: float) -> str:

@@ -176,7 +176,9 @@ def test_the_pool_skips_an_unhealthy_rig_until_it_passes_a_check(lab: Path) -> N
 def test_a_pool_with_no_healthy_rig_fails_at_once_with_the_reasons(lab: Path) -> None:
     _rig(lab, "bench-1", "pool: bench\n")
     record_health("bench-1", False, "serial silent")
-    with pytest.raises(LeaseError, match=r"pool:bench: no healthy rig; unhealthy: bench-1 \(unhealthy \(serial"):
+    with pytest.raises(
+        LeaseError, match=r"pool:bench: no healthy rig; unhealthy: bench-1 \(serial silent, checked 20"
+    ):
         lease_rig("pool:bench", wait=600)
 
 
