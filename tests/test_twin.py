@@ -1,0 +1,89 @@
+"""The twin rig wires the unchanged autohat drivers to a card file and a QEMU board, and keeps the
+hardware's rules: the host sees the card only through the mux, and never writes a card in use."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hil.drivers.twin import TwinBoard
+from hil.errors import ImageError
+from hil.image import boot_partition
+from hil.os import get_profile
+from hil.rig import Rig, load_rig
+from tests.e2e import reference_disk
+
+TWIN_YAML = (Path(__file__).resolve().parent.parent / "rigs" / "twin-x86_64.yaml").read_text()
+
+
+@pytest.fixture
+def twin(tmp_path: Path) -> Iterator[TwinBoard]:
+    """A twin of its own (its own name, so its own card in the cache), removed afterwards."""
+    path = tmp_path / f"twin-{uuid.uuid4().hex[:8]}.yaml"
+    path.write_text(TWIN_YAML)
+    rig: Rig = load_rig(path)
+    ssh_port = get_profile("reference").ssh_port
+    board = TwinBoard(rig.name, rig.spec, tmp_path / "board", tmp_path / "art", ssh_port)
+    yield board
+    board.close()
+    shutil.rmtree(board.card_file.parent)
+
+
+def test_the_host_sees_the_card_only_while_the_mux_gives_it_to_the_host(twin: TwinBoard) -> None:
+    twin.mux.to_dut()
+    assert twin.mux.card.find() is None
+    card = twin.mux.to_host(timeout=5)
+    assert card.size_bytes == 2**30
+    twin.mux.to_dut()
+    assert twin.mux.card.find() is None
+
+
+def test_flashing_writes_the_image_and_its_config_onto_the_card(twin: TwinBoard) -> None:
+    disk = reference_disk()
+    twin.flash(disk, {"hostname": "bench-7", "os": {"sshKeys": []}})
+    with disk.open("rb") as image, twin.card_file.open("rb") as card:
+        head = image.read(1 << 20)
+        assert card.read(1 << 20) == head
+        boot = boot_partition(head, disk)
+    config = subprocess.run(["mtype", "-i", f"{twin.card_file}@@{boot.offset}", "::/config.json"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert json.loads(config)["hostname"] == "bench-7"
+    assert twin.mux.state == "dut"
+
+
+def test_an_image_for_another_device_type_writes_nothing(twin: TwinBoard, tmp_path: Path) -> None:
+    twin.flash(reference_disk(), {})
+    foreign = tmp_path / "rpi.img"
+    foreign.write_bytes(bytes(4 << 20))
+    (tmp_path / "rpi.img.json").write_text(json.dumps({"slug": "raspberrypi4-64", "version": "9"}))
+    before = (twin.card_file.stat().st_mtime_ns, twin.card_file.read_bytes())
+    with pytest.raises(ImageError, match="raspberrypi4-64"):
+        twin.flash(foreign, {})
+    assert (twin.card_file.stat().st_mtime_ns, twin.card_file.read_bytes()) == before
+
+
+@pytest.mark.qemu
+def test_pulling_the_card_from_a_running_board_cuts_its_power(twin: TwinBoard) -> None:
+    twin.flash(reference_disk(), {})
+    twin.power.on()
+    assert twin.qemu.is_on
+    twin.mux.to_host(timeout=5)
+    assert not twin.qemu.is_on
+    assert twin.power.state == "on"  # the relay is untouched: the board lost its card, as on the bench
+
+
+@pytest.mark.qemu
+def test_the_relay_starts_and_stops_the_board_with_its_console_on_a_tty(twin: TwinBoard) -> None:
+    twin.flash(reference_disk(), {})
+    twin.power.on()
+    assert twin.qemu.is_on
+    assert twin.serial_link.resolve().as_posix().startswith("/dev/pts/")
+    twin.power.off()
+    assert not twin.qemu.is_on
+    assert not twin.serial_link.exists()
