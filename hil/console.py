@@ -206,6 +206,15 @@ class Console:
     ) -> None:
         self.close()
 
+    def note(self, text: str) -> None:
+        """Mark an event (a serial adapter that dropped out) in the transcript, between what the DUT printed.
+
+        Called from the reader thread (transports report gaps from inside read()), so it never races
+        the transcript's writer; the mark stays out of the text that patterns match.
+        """
+        self._file.write(f"\n[hil {time.strftime('%H:%M:%S')}] {text}\n".encode())
+        self._file.flush()
+
     def _pump(self) -> None:
         """Reader thread: bytes go to the transcript first, then to the clean text."""
         failure: Exception

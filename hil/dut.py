@@ -18,6 +18,7 @@ from typing import Any
 
 from hil.boards import Board
 from hil.console import Console
+from hil.drivers.serial_console import SerialTransport
 from hil.errors import BootTimeout, ConsoleTimeout, DutBroken, HilError, QemuError
 from hil.image import check_device_type, read_info
 from hil.os.base import OsProfile
@@ -134,9 +135,14 @@ class Dut:
         if self.console is not None:
             self.console.close()
         transport = self.board.console_transport(max(1.0, deadline - time.monotonic()))
-        self.console = Console(
+        console = Console(
             transport, self.transcript, name=self.rig.name, closed_reason=self.board.exit_reason
         )
+        if isinstance(transport, SerialTransport):  # a USB adapter can vanish and return: mark the gap
+            transport.on_gap = lambda seconds: console.note(
+                f"console line lost for {seconds:.1f} s; reconnected"
+            )
+        self.console = console
 
     def _await_login(self, after: str, start: float) -> None:
         assert self.console is not None

@@ -130,3 +130,28 @@ def test_a_closed_console_refuses_reads(adapter: FakeAdapter) -> None:
     console.close()
     with pytest.raises(ConsoleClosed, match="was closed"):
         console.read(0.1)
+
+
+def test_a_console_on_a_dropped_adapter_keeps_one_transcript_with_the_gap_marked(
+    adapter: FakeAdapter, tmp_path: Path
+) -> None:
+    from hil.console import Console
+
+    transport = SerialTransport(str(adapter.path), reconnect_timeout=10)
+    console = Console(transport, tmp_path / "console.log", name="bench-1")
+    transport.on_gap = lambda seconds: console.note(f"console line lost for {seconds:.1f} s; reconnected")
+    adapter.dut_says(b"[    1.0] booting\r\n")
+    console.expect("booting", timeout=10)
+    adapter.unplug()
+    time.sleep(0.5)
+    adapter.plug()
+    deadline = time.monotonic() + 10
+    while "console line lost" not in (tmp_path / "console.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    adapter.dut_says(b"hil-dut login: ")
+    console.expect(r"login: $", timeout=10)
+    console.close()
+    transcript = (tmp_path / "console.log").read_text()
+    assert (
+        transcript.index("booting") < transcript.index("console line lost for") < transcript.index("login:")
+    )
