@@ -99,11 +99,23 @@ class ConsoleSpec(_Strict):
     baudrate: PositiveInt = 115200
 
 
+class WifiSpec(_Strict):
+    """An access point the rig brings up on a host interface for the DUT to join."""
+
+    interface: str
+    ssid: str
+    psk: str = Field(min_length=8, max_length=63, description="WPA2 passphrase")
+    channel: PositiveInt = 6
+    backend: Literal["hostapd"] = "hostapd"
+
+
 class NetworkSpec(_Strict):
-    """How the host reaches the DUT over the lab network."""
+    """How the host reaches the DUT: the lab LAN (wired), and optionally a wifi AP the rig runs."""
 
     ssh_host: str
     ssh_port: PositiveInt | None = Field(None, description="default: the OS profile's SSH port")
+    interface: str | None = Field(None, description="the host's wired interface facing the DUT")
+    wifi: WifiSpec | None = None
 
 
 class AutohatRig(_Strict):
@@ -152,6 +164,12 @@ class Rig:
     def kind(self) -> str:
         """The rig kind: qemu, autohat or twin."""
         return self.spec.kind
+
+    @property
+    def features(self) -> frozenset[str]:
+        """What the rig offers beyond a booted DUT, for `requires(...)`-marked tests (e.g. wifi)."""
+        network = getattr(self.spec, "network", None)
+        return frozenset({"wifi"} if network is not None and network.wifi is not None else ())
 
     @property
     def device_type(self) -> str:

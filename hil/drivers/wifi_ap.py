@@ -1,0 +1,65 @@
+"""The rig's wifi access point: hostapd on a host interface, joined with config.json's SSID and PSK."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from hil.errors import HilError, ToolMissing
+from hil.rig import WifiSpec
+
+log = logging.getLogger("hil.wifi")
+
+
+def hostapd_config(spec: WifiSpec) -> str:
+    """A WPA2-PSK access point on the rig's interface."""
+    return "\n".join([
+        f"interface={spec.interface}", "driver=nl80211", f"ssid={spec.ssid}", "hw_mode=g",
+        f"channel={spec.channel}", "wpa=2", "wpa_key_mgmt=WPA-PSK", "rsn_pairwise=CCMP",
+        f"wpa_passphrase={spec.psk}", "",
+    ])  # fmt: skip
+
+
+class WifiAccessPoint:
+    """Starts hostapd for the rig's AP and stops it with the rig."""
+
+    def __init__(self, spec: WifiSpec, workdir: Path) -> None:
+        self.spec = spec
+        self.config = workdir / "hostapd.conf"
+        self.log = workdir / "hostapd.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 15) -> None:
+        """Bring the AP up; HilError with hostapd's last words when it does not come up."""
+        hostapd = shutil.which("hostapd")
+        if hostapd is None:
+            raise ToolMissing("hostapd is not installed (apt-get install hostapd); the rig's wifi needs it")
+        self.config.write_text(hostapd_config(self.spec))
+        with self.log.open("wb") as out:
+            self._proc = subprocess.Popen([hostapd, str(self.config)], stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_text(errors="replace")
+            if "AP-ENABLED" in text:
+                log.info("wifi AP %s up on %s", self.spec.ssid, self.spec.interface)
+                return
+            if self._proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        tail = " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:])
+        raise HilError(f"wifi AP {self.spec.ssid} on {self.spec.interface} did not come up: {tail}")
+
+    def stop(self) -> None:
+        """Take the AP down."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(5)
+        self._proc = None
+
+    def dut_config(self) -> dict[str, object]:
+        """What the DUT's config.json needs to join this AP."""
+        return {"wifi": {"ssid": self.spec.ssid, "psk": self.spec.psk}}
