@@ -10,7 +10,7 @@ Base and target, as meta-balena's HUP suite chooses them:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,13 @@ def variant_bundle(rig: Rig, update_plan: UpdatePlan) -> Callable[[str], Path]:
         return build_reference(update_plan.target_version, variant).bundle
 
     return build
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _leave_the_image_under_test_flashed(_hil_dut: Dut, dut_image: Path) -> Iterator[None]:
+    """Suites that run after this one get the DUT as the plugin gave it, not a base or updated OS."""
+    yield
+    _hil_dut.flash(dut_image)
 
 
 @pytest.fixture
