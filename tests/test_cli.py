@@ -15,9 +15,9 @@ def hil(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 def test_unknown_rig_is_one_line_and_exit_2() -> None:
     out = hil("rig", "show", "no-such-rig")
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [
-        "hil: RigConfigError: unknown rig 'no-such-rig'; known rigs: qemu-x86_64"
-    ]
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("hil: RigConfigError: unknown rig 'no-such-rig'; known rigs: ")
+    assert "qemu-x86_64" in line
 
 
 def test_corrupt_rig_yaml_names_file_and_line(tmp_path: Path) -> None:
