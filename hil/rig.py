@@ -38,17 +38,22 @@ class QemuSpec(_Strict):
     rtc_base: str | None = Field(None, description="QEMU -rtc base=..., e.g. 2020-01-01T00:00:00")
 
 
-class QemuRig(_Strict):
-    """A virtual board: QEMU booting the image through UEFI firmware."""
+class _RigBase(_Strict):
+    """What every rig kind states: the device type its DUT is, the OS profile, its pool and bounds."""
 
-    kind: Literal["qemu"]
     device_type: str
     os: str = "reference"
     description: str = ""
     pool: str | None = Field(None, description="pool this rig serves (--rig pool:NAME)")
+    timeouts: Timeouts = Timeouts()
+
+
+class QemuRig(_RigBase):
+    """A virtual board: QEMU booting the image through UEFI firmware."""
+
+    kind: Literal["qemu"]
     instances: PositiveInt = Field(1, description="boards of this definition one agent may run at once")
     qemu: QemuSpec = QemuSpec()
-    timeouts: Timeouts = Timeouts()
 
 
 class PowerSpec(_Strict):
@@ -118,35 +123,25 @@ class NetworkSpec(_Strict):
     wifi: WifiSpec | None = None
 
 
-class AutohatRig(_Strict):
+class AutohatRig(_RigBase):
     """A physical board: relay power, SD mux, card reader, serial console, SSH over the lab network."""
 
     kind: Literal["autohat"]
-    device_type: str
-    os: str = "reference"
-    description: str = ""
-    pool: str | None = Field(None, description="pool this rig serves (--rig pool:NAME)")
     power: PowerSpec
     sd_mux: MuxSpec
     card: CardSpec
     console: ConsoleSpec
     network: NetworkSpec
-    timeouts: Timeouts = Timeouts()
 
 
-class TwinRig(_Strict):
+class TwinRig(_RigBase):
     """The digital twin: the autohat drivers unchanged, their pins and card wired to a QEMU board."""
 
     kind: Literal["twin"]
-    device_type: str
-    os: str = "reference"
-    description: str = ""
-    pool: str | None = Field(None, description="pool this rig serves (--rig pool:NAME)")
     qemu: QemuSpec = QemuSpec()
     power: PowerSpec
     sd_mux: MuxSpec
     card: CardSpec
-    timeouts: Timeouts = Timeouts()
 
 
 RigSpec = Annotated[QemuRig | AutohatRig | TwinRig, Field(discriminator="kind")]
