@@ -39,6 +39,22 @@ LIBRARY_PACKAGES = (
     "libidn2-0",
     "libunistring2",
     "libtasn1-6",
+    # dnsmasq (the local resolver) and openssl (the HTTPS time client)
+    "libssl3",
+    "libdbus-1-3",
+    "libsystemd0",
+    "libgcrypt20",
+    "libgpg-error0",
+    "liblzma5",
+    "libzstd1",
+    "liblz4-1",
+    "libnetfilter-conntrack3",
+    "libnfnetlink0",
+    "libnftables1",
+    "libnftnl11",
+    "libmnl0",
+    "libxtables12",
+    "libjansson4",
 )
 PACKAGES = (
     KERNEL_METAPACKAGE,
@@ -46,16 +62,20 @@ PACKAGES = (
     "dropbear-bin",
     "openssh-sftp-server",
     "chrony",
+    "dnsmasq-base",
+    "openssl",
     *LIBRARY_PACKAGES,
 )
 DAEMONS = {
     "dropbear-bin": ("usr/sbin/dropbear", "usr/bin/dropbearkey"),
     "openssh-sftp-server": ("usr/lib/openssh/sftp-server",),
     "chrony": ("usr/sbin/chronyd", "usr/bin/chronyc"),
+    "dnsmasq-base": ("usr/sbin/dnsmasq",),
+    "openssl": ("usr/bin/openssl",),
 }
 
 # inittab services (files/rootfs/usr/lib/hil/svc/NAME.run) and what each variant leaves out.
-SERVICES = ("acpid", "dropbear", "chronyd", "dhcp")
+SERVICES = ("acpid", "dropbear", "chronyd", "dhcp", "dnsmasq")
 VARIANT_OMITS = {
     "healthy": (),
     "broken-init": (),
