@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,6 +81,9 @@ class QemuBoard:
         self._qmp: QmpLink | None = None
         self._expected_exit = False
         self._died: str | None = None
+        # Where the board's clock starts (QEMU -rtc base=): set after a flash, it holds until the next
+        # one and overrides the rig's qemu.rtc_base (e.g. a DUT whose RTC is years in the past).
+        self.rtc_base: str | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         artifacts.mkdir(parents=True, exist_ok=True)
 
@@ -119,6 +123,7 @@ class QemuBoard:
         )
         if out.returncode != 0:
             raise QemuError(f"qemu-img could not create an overlay on {image}: {out.stderr.strip()}")
+        self.rtc_base = None
         config_file = self.workdir / "config.json"
         config_file.write_text(json.dumps(config, indent=2))
         self.attach_disk(overlay, "qcow2", config_file)
@@ -148,7 +153,7 @@ class QemuBoard:
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:{self.ssh_guest_port}",
             "-device", "virtio-net-pci,netdev=net0,id=nic0",
             *(["-fw_cfg", f"name={CONFIG_FW_CFG},file={self._config}"] if self._config else []),
-            "-rtc", f"base={spec.rtc_base or 'utc'}",
+            "-rtc", f"base={self.rtc_base or spec.rtc_base or 'utc'}",
         ]  # fmt: skip
 
     def _serial_backend(self) -> str:
@@ -267,6 +272,17 @@ class QemuBoard:
     def set_link(self, up: bool) -> None:
         """Plug or unplug the board's network cable."""
         self.qmp("set_link", {"name": "nic0", "up": up})
+
+    @contextlib.contextmanager
+    def capture_network(self, pcap: Path) -> Iterator[Path]:
+        """Record the board's network traffic into a pcap file while inside (QEMU's filter-dump)."""
+        self.qmp("object-add", {"qom-type": "filter-dump", "id": "hil-capture", "netdev": "net0",
+                                "file": str(pcap)})  # fmt: skip
+        try:
+            yield pcap
+        finally:
+            with contextlib.suppress(QemuError):
+                self.qmp("object-del", {"id": "hil-capture"})  # closes the file
 
     def power_off(self, grace: float = 10.0) -> None:
         """Cut power: QMP quit, then SIGKILL if QEMU is still there after `grace` seconds."""
