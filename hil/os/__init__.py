@@ -5,9 +5,10 @@ from __future__ import annotations
 from hil.errors import RigConfigError
 from hil.os.balenaos import BALENAOS
 from hil.os.base import OsProfile
+from hil.os.generic import GENERIC
 from hil.os.reference import REFERENCE
 
-PROFILES: dict[str, OsProfile] = {p.name: p for p in (REFERENCE, BALENAOS)}
+PROFILES: dict[str, OsProfile] = {p.name: p for p in (REFERENCE, BALENAOS, GENERIC)}
 
 
 def get_profile(name: str) -> OsProfile:

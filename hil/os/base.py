@@ -5,6 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Feature name -> what an OS with it does, as a skip reason completes the sentence "does not ...".
+FEATURES = {
+    "config-dns": "take its DNS servers from config.json (dnsServers)",
+    "config-ntp": "take its NTP servers from config.json (ntpServers)",
+    "https-time": "set its clock from an HTTPS Date header (config.json apiEndpoint, balenaRootCA)",
+    "persisted-clock": "restore a saved clock at boot when it has no RTC (fake hwclock)",
+    "time-ordering": "log when its clock is set and when its time-dependent services start",
+}
+
 
 @dataclass(frozen=True)
 class OsProfile:
@@ -40,6 +49,19 @@ class OsProfile:
     state_dir: str = ""
     # Role (altboot, health, health_failed) -> the breadcrumb in state_dir that a rollback leaves.
     rollback_breadcrumbs: dict[str, str] = field(default_factory=dict)
+    # Networking and time (suites/networking, suites/time_sync). Shell snippets run on the DUT.
+    wired_interface: str = "eth0"
+    resolve_command: str = ""  # the IPv4 addresses the system resolver gives for {name}, one a line
+    download_command: str = ""  # fetch {url} into {dest}; non-zero exit on failure
+    dhcp_renew_command: str = ""  # make the DHCP client renew its lease now ("": the OS has none)
+    clock_command: str = "date +%s.%N"  # the system clock in Unix seconds, with a fraction
+    chronyc: str = "chronyc"
+    boot_log_command: str = "dmesg"
+    time_set_pattern: str = ""  # boot-log line: the clock has been set (by NTP or HTTPS)
+    time_dependent_pattern: str = ""  # boot-log line: a time-dependent service started
+    # What the OS does that suites check beyond booting (see FEATURES); a test that needs one the profile
+    # lacks is skipped, naming it.
+    features: frozenset[str] = frozenset()
     # Bounds in seconds for waits the suites make; they belong to the OS, not to the tests.
     bounds: dict[str, float] = field(default_factory=dict)
 
@@ -54,6 +76,14 @@ class OsProfile:
             else:
                 config[key] = value
         return config
+
+    def lacks(self, feature: str) -> str | None:
+        """Why a test needing `feature` does not apply to this OS, or None when it does."""
+        if feature not in FEATURES:
+            raise KeyError(f"unknown OS feature {feature!r}; known: {', '.join(sorted(FEATURES))}")
+        if feature in self.features:
+            return None
+        return f"OS profile {self.name!r} does not {FEATURES[feature]}"
 
     def bound(self, name: str) -> float:
         """A named bound; a missing one is a profile bug, said plainly."""

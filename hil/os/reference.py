@@ -27,6 +27,20 @@ REFERENCE = OsProfile(
         "health": "rollback-health-triggered",
         "health_failed": "rollback-health-failed",
     },
+    resolve_command=(
+        "out=$(nslookup {name}) && echo \"$out\" | awk '/^Name:/ {{n = 1}} n && /^Address/ {{print $NF}}'"
+    ),
+    download_command="wget -q -O {dest} {url}",
+    dhcp_renew_command="kill -USR1 $(pidof udhcpc)",
+    # busybox date has no %N; adjtimex (read-only without options) gives the fraction: microseconds, or
+    # nanoseconds once chrony has set the kernel's STA_NANO status bit (8192).
+    clock_command=(
+        "adjtimex | awk '/status:/ {n = int($2 / 8192) % 2} /tv_sec/ {s = $2} /tv_usec/ {u = $2} "
+        'END {printf "%.6f\\n", s + (n ? u / 1e9 : u / 1e6)}\''
+    ),
+    time_set_pattern=r"hil-time: clock set by",
+    time_dependent_pattern=r"hil-time-dependent: started",
+    features=frozenset({"config-dns", "config-ntp", "https-time", "persisted-clock", "time-ordering"}),
     # Measured under TCG on 2 shared cores, from the install to SSH on the new OS: update 21 s,
     # rollback-altboot 49 s (two panicking tries, then the old root), rollback-health 66 s (a 30 s health
     # window, then a reboot). The bounds leave room for a loaded host.
@@ -37,5 +51,19 @@ REFERENCE = OsProfile(
         "update_reboot": 180.0,
         "rollback_altboot": 300.0,
         "rollback_health": 300.0,
+        # Networking and time, measured under TCG (see the suites): lease, renewal, link recovery and
+        # HTTPS time take a few seconds, chrony's first sync about 10 s after boot.
+        "dhcp_lease": 30.0,
+        "dns_answer": 10.0,
+        "link_notice": 10.0,
+        "link_recovery": 30.0,
+        "ntp_sync": 60.0,
+        "ntp_offline": 120.0,
+        "ntp_resync": 120.0,
+        "skew_correction": 180.0,
+        "https_time": 60.0,
+        # Accuracy, in seconds: chrony against the rig's server; an HTTPS Date header (whole seconds).
+        "clock_tolerance": 0.5,
+        "https_time_tolerance": 2.0,
     },
 )
