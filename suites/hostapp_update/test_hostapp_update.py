@@ -109,6 +109,19 @@ def assert_back_on(dut: Dut, before: OsState, rollback: str) -> None:
     assert_healthy(dut)
 
 
+def assert_updated(dut: Dut, before: OsState, plan: UpdatePlan) -> None:
+    """The DUT runs the target OS from the other root, committed, with no rollback breadcrumb."""
+    after = os_state(dut)
+    assert after.slot != before.slot, f"still on root {before.slot} after the update"
+    if plan.target_version:
+        assert after.version == plan.target_version
+    assert after.pending == "0", "the update was not committed"
+    assert after.rollbacks == frozenset(), (
+        f"rollback breadcrumbs after a good update: {sorted(after.rollbacks)}"
+    )
+    assert_healthy(dut)
+
+
 def test_update_lands_in_the_other_root_and_keeps_data_and_config(
     fresh_dut: Dut, update_plan: UpdatePlan
 ) -> None:
@@ -123,17 +136,9 @@ def test_update_lands_in_the_other_root_and_keeps_data_and_config(
 
     update(dut, update_plan.bundle)
 
-    after = os_state(dut)
-    assert after.slot != before.slot, f"still on root {before.slot} after the update"
-    if update_plan.target_version:
-        assert after.version == update_plan.target_version
-    assert after.pending == "0", "the update was not committed"
-    assert after.rollbacks == frozenset(), (
-        f"rollback breadcrumbs after a good update: {sorted(after.rollbacks)}"
-    )
+    assert_updated(dut, before, update_plan)
     assert _out(dut, f"sha256sum {canary}") == data_sum
     assert _out(dut, f"sha256sum {profile.config_path}") == config_sum
-    assert_healthy(dut)
 
 
 def test_update_twice_returns_to_the_first_root(fresh_dut: Dut, update_plan: UpdatePlan) -> None:
@@ -161,8 +166,8 @@ def test_update_whose_health_check_fails_rolls_back(
     assert "altboot" not in os_state(dut).rollbacks
 
 
-def test_update_that_never_boots_rolls_back_to_the_old_root(
-    fresh_dut: Dut, variant_bundle: Callable[[str], Path]
+def test_update_that_never_boots_rolls_back_and_a_good_update_then_lands(
+    fresh_dut: Dut, update_plan: UpdatePlan, variant_bundle: Callable[[str], Path]
 ) -> None:
     bundle = variant_bundle("broken-init")
     dut = fresh_dut
@@ -171,6 +176,9 @@ def test_update_that_never_boots_rolls_back_to_the_old_root(
     # Each try of the new root panics and resets (no orderly restart line) until the bootloader gives up.
     reboot_into(dut, "rollback-altboot reboot", "rollback_altboot")
     assert_back_on(dut, before, "altboot")
+    # The device is not stuck: the next update lands, and its breadcrumbs describe that update only.
+    update(dut, update_plan.bundle, "reboot into a good update after the rollback")
+    assert_updated(dut, before, update_plan)
 
 
 def _cut_power_mid_write(dut: Dut, remote: str) -> None:
@@ -206,11 +214,7 @@ def test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds(
     assert_healthy(dut)
     install(dut, remote).check()
     reboot_into(dut, "reboot into the retried update", "update_reboot")
-    after = os_state(dut)
-    assert after.slot != before.slot
-    if update_plan.target_version:
-        assert after.version == update_plan.target_version
-    assert after.rollbacks == frozenset()
+    assert_updated(dut, before, update_plan)
 
 
 def _foreign(bundle: Path, out: Path, manifest: dict | None) -> Path:
