@@ -1,0 +1,98 @@
+"""A server process owned by the rig: started in its own directory, dies with hil, stopped in order."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hil.errors import HilError, ToolMissing
+
+log = logging.getLogger("hil.services")
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port on 127.0.0.1 that nothing listens on right now (TCP or, with SOCK_DGRAM, UDP)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tool(name: str, package: str) -> str:
+    """The path of a host program, or ToolMissing naming the Debian package that has it."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if not path:
+        raise ToolMissing(f"{name} is not installed (apt-get install {package})")
+    return path
+
+
+def _die_with_parent() -> None:
+    """Runs in the child: the kernel kills the server if hil dies, so none outlives its test run."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ServerProcess:
+    """One server process, its output in `log_file`; `ready()` says when it answers."""
+
+    def __init__(self, name: str, command: list[str], log_file: Path) -> None:
+        self.name = name
+        self.command = command
+        self.log_file = log_file
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def start(self, ready: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Start the server and wait until `ready()` is true; a server that dies or never answers is named."""
+        with self.log_file.open("ab") as out:
+            self._proc = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self._proc.poll() is not None:
+                raise HilError(f"{self.name} exited at start ({self._proc.returncode}): {self.tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise HilError(f"{self.name} did not answer within {timeout:.0f} s: {self.tail()}")
+            time.sleep(0.05)
+        log.info("%s ready (pid %d)", self.name, self._proc.pid)
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send a signal to the running server."""
+        if self.pid is None:
+            raise HilError(f"{self.name} is not running: {self.tail()}")
+        os.kill(self.pid, sig)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Terminate the server (it is resumed first, in case it was paused), then kill it if it lingers."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def tail(self, lines: int = 5) -> str:
+        """The last lines the server logged, on one line."""
+        try:
+            text = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(text[-lines:]) or "(nothing logged)"

@@ -1,0 +1,162 @@
+"""Networking suite: the DUT takes the network the rig gives it: a DHCP lease and default route, the rig's
+DNS (a fresh name resolves, an unknown one fails at once), SSH in and HTTP out with a checked download, a
+cable pulled and plugged back, and its config.json hostname announced to DHCP.
+
+On the QEMU rig the network is QEMU's user networking: the rig's servers listen on the host's loopback and
+the DUT reaches them at 10.0.2.2 (see hil.services).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+
+from hil.dut import Dut
+from hil.services.dns import DnsServer
+from hil.services.fixtures import RigNetwork
+from hil.services.http import HttpServer
+from hil.services.pcap import dhcp_messages
+from hil.services.probes import carrier, default_route, ipv4_lease, run_on, wait_for, wired_interface
+
+DOWNLOAD_BYTES = 4 << 20
+
+
+def _skip_unless(dut: Dut, feature: str) -> None:
+    reason = dut.profile.lacks(feature)
+    if reason:
+        pytest.skip(reason)
+
+
+def _resolve(dut: Dut, name: str) -> tuple[bool, list[str], str]:
+    """(resolved, IPv4 addresses, output) from the DUT's system resolver, bounded by the profile."""
+    bound = dut.profile.bound("dns_answer")
+    command = dut.profile.resolve_command.format(name=name)
+    # busybox and coreutils both have timeout: a resolver that hangs fails this test, not the DUT link.
+    out = dut.run(f"timeout {bound:.0f} sh -c {_quote(command)}", timeout=bound + 30)
+    addresses = [line.strip() for line in out.output.splitlines() if line.strip()]
+    return out.ok, addresses, out.output
+
+
+def _quote(command: str) -> str:
+    return "'" + command.replace("'", "'\\''") + "'"
+
+
+def test_gets_an_ipv4_lease_and_a_default_route(net_dut: Dut, rig_network: RigNetwork) -> None:
+    interface = wired_interface(net_dut)
+    lease = ipv4_lease(net_dut, interface)
+    assert lease is not None, f"{interface} has no IPv4 address"
+    assert lease.ip in rig_network.subnet, f"{interface}: {lease} is not in {rig_network.subnet}"
+    assert default_route(net_dut) == (rig_network.gateway, interface)
+
+
+def test_resolves_a_fresh_name_the_rigs_dns_serves(net_dut: Dut, dns_server: DnsServer) -> None:
+    _skip_unless(net_dut, "config-dns")
+    name = dns_server.unique_name()
+    address = str(ipaddress.IPv4Address("192.0.2.0") + secrets.randbelow(250) + 1)  # TEST-NET-1
+    dns_server.add(name, address)
+    ok, addresses, output = _resolve(net_dut, name)
+    assert ok and addresses == [address], f"{name} should resolve to {address}; the DUT said:\n{output}"
+
+
+def test_fails_cleanly_on_a_name_the_rigs_dns_does_not_serve(net_dut: Dut, dns_server: DnsServer) -> None:
+    _skip_unless(net_dut, "config-dns")
+    name = dns_server.unique_name("unknown")
+    ok, addresses, output = _resolve(net_dut, name)
+    assert not ok and not addresses, f"{name} is not served, yet the DUT resolved it:\n{output}"
+    assert dns_server.query(name) == []  # the rig's server really says NXDOMAIN
+
+
+def test_host_reaches_the_dut_over_ssh(net_dut: Dut) -> None:
+    token = secrets.token_hex(8)
+    assert net_dut.run(f"echo {token}").check().output.strip() == token
+
+
+def test_dut_downloads_a_file_from_the_rig_intact(
+    net_dut: Dut, http_server: HttpServer, rig_network: RigNetwork, record_property
+) -> None:
+    name = f"blob-{secrets.token_hex(4)}"
+    data = os.urandom(DOWNLOAD_BYTES)
+    (http_server.root / name).write_bytes(data)
+    dest = f"/tmp/{name}"
+    try:
+        url = http_server.url(name, host=rig_network.host)
+        net_dut.run(net_dut.profile.download_command.format(url=url, dest=dest)).check()
+        digest = net_dut.run(f"sha256sum {dest}").check().output.split()[0]
+    finally:
+        net_dut.run(f"rm -f {dest}")
+        (http_server.root / name).unlink()
+    assert digest == hashlib.sha256(data).hexdigest()
+    sent = [t for t in http_server.transfers if t.path == f"/{name}"]
+    assert sent and sent[-1].size == DOWNLOAD_BYTES
+    record_property("hil.download_bytes", str(DOWNLOAD_BYTES))
+    record_property("hil.download_mbit_per_s", f"{sent[-1].bytes_per_second * 8 / 1e6:.1f}")
+
+
+def test_notices_a_pulled_cable_and_is_back_within_the_bound(
+    net_dut: Dut, http_server: HttpServer, rig_network: RigNetwork, record_property
+) -> None:
+    set_link = getattr(net_dut.board, "set_link", None)
+    if set_link is None:
+        pytest.skip(f"rig {net_dut.rig.name} cannot cut the DUT's link (no set_link on its board)")
+    interface = wired_interface(net_dut)
+    (http_server.root / "ping").write_text("pong\n")
+    url = http_server.url("ping", host=rig_network.host)
+    probe = net_dut.profile.download_command.format(url=url, dest="-")
+    notice, recovery = net_dut.profile.bound("link_notice"), net_dut.profile.bound("link_recovery")
+    set_link(False)
+    try:
+        down, _ = wait_for(lambda: carrier(net_dut, interface) == "0", notice, interval=0.5)
+        assert down, f"the DUT still sees a carrier on {interface} {notice:.0f} s after the cable was pulled"
+    finally:
+        set_link(True)
+        plugged = time.monotonic()
+    up, _ = wait_for(lambda: carrier(net_dut, interface) == "1", notice, interval=0.5)
+    assert up, f"no carrier on {interface} {notice:.0f} s after the cable was plugged back"
+
+    def reaches_the_rig() -> bool:
+        return "pong" in run_on(net_dut, f"timeout 5 {probe}", console=True)
+
+    back, _ = wait_for(reaches_the_rig, max(0.0, recovery - (time.monotonic() - plugged)))
+    assert back, f"the DUT cannot reach the rig {recovery:.0f} s after its cable was plugged back"
+    record_property("hil.link_recovery_seconds", f"{time.monotonic() - plugged:.2f}")
+    net_dut.run("true").check()  # and SSH still works
+
+
+def test_announces_its_config_json_hostname_to_dhcp(net_dut: Dut, tmp_path: Path) -> None:
+    capture = getattr(net_dut.board, "capture_network", None)
+    if capture is None:
+        pytest.skip(f"rig {net_dut.rig.name} cannot capture the DUT's traffic to see its DHCP requests")
+    if not net_dut.profile.dhcp_renew_command:
+        pytest.skip(f"OS profile {net_dut.profile.name!r} states no command to renew a DHCP lease")
+    interface = wired_interface(net_dut)
+    bound = net_dut.profile.bound("dhcp_lease")
+    with capture(tmp_path / "dhcp.pcap") as pcap:
+        net_dut.run(net_dut.profile.dhcp_renew_command.format(interface=interface)).check()
+        requests, _ = wait_for(
+            lambda: [m for m in dhcp_messages(pcap) if m.kind in ("DISCOVER", "REQUEST")], bound, interval=0.5
+        )
+    assert requests, f"no DHCP request from the DUT within {bound:.0f} s of asking it to renew its lease"
+    assert {m.hostname for m in requests} == {net_dut.config["hostname"]}
+
+
+@pytest.mark.requires("wifi")
+def test_joins_the_rigs_wifi_access_point(_hil_dut: Dut, dut_image: Path, tmp_path: Path) -> None:
+    from hil.drivers.wifi_ap import WifiAccessPoint
+
+    wifi = _hil_dut.rig.spec.network.wifi  # present: requires("wifi") skipped rigs without it
+    ap = WifiAccessPoint(wifi, tmp_path)
+    ap.start()
+    try:
+        _hil_dut.flash(dut_image, {"wifi": {"ssid": wifi.ssid, "psk": wifi.psk}})
+        _hil_dut.boot()
+        bound = _hil_dut.profile.bound("dhcp_lease")
+        lease, _ = wait_for(lambda: ipv4_lease(_hil_dut, "wlan0"), bound)
+        assert lease is not None, f"the DUT did not join {wifi.ssid} and get a lease within {bound:.0f} s"
+    finally:
+        ap.stop()
