@@ -52,7 +52,9 @@ class QemuRig(_RigBase):
     """A virtual board: QEMU booting the image through UEFI firmware."""
 
     kind: Literal["qemu"]
-    instances: PositiveInt = Field(1, description="boards of this definition one agent may run at once")
+    # A virtual board has no hardware to share: the bound is the agent's CPU. Four TCG boards on two cores
+    # take about 2.5 x one board's time (bench/parallel.py), so sessions run side by side, not in turn.
+    instances: PositiveInt = Field(4, description="boards of this definition one agent may run at once")
     qemu: QemuSpec = QemuSpec()
 
 

@@ -36,8 +36,10 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return rigs
 
 
-def _rig(rigs: Path, name: str, extra: str = "", device_type: str = "qemux86-64") -> None:
-    (rigs / f"{name}.yaml").write_text(f"kind: qemu\ndevice_type: {device_type}\n{extra}")
+def _rig(rigs: Path, name: str, extra: str = "", device_type: str = "qemux86-64", instances: int = 1) -> None:
+    """A rig file; one board (instances: 1) unless asked, like a physical bench."""
+    text = f"kind: qemu\ndevice_type: {device_type}\ninstances: {instances}\n{extra}"
+    (rigs / f"{name}.yaml").write_text(text)
 
 
 @pytest.fixture
@@ -68,6 +70,11 @@ def test_a_pool_gathers_rigs_from_pools_yaml_and_from_rig_files(lab: Path) -> No
 
 def test_the_shipped_pool_holds_the_shipped_qemu_rig() -> None:
     assert [r.name for r in pools()["qemux86-64"].rigs] == ["qemu-x86_64"]
+
+
+def test_a_virtual_rig_runs_four_boards_at_once_unless_its_file_says_otherwise(lab: Path) -> None:
+    (lab / "vm.yaml").write_text("kind: qemu\ndevice_type: qemux86-64\n")
+    assert lease_names(load_rig("vm")) == ["vm#0", "vm#1", "vm#2", "vm#3"]
 
 
 def test_a_pool_that_names_an_unknown_rig_names_file_line_and_field(lab: Path) -> None:
@@ -110,7 +117,7 @@ def test_the_pool_leases_the_first_free_rig(lab: Path, holder_of) -> None:
 
 
 def test_a_virtual_rig_with_instances_is_leased_once_per_instance(lab: Path, holder_of) -> None:
-    _rig(lab, "vm", "instances: 3\n")
+    _rig(lab, "vm", instances=3)
     assert lease_names(load_rig("vm")) == ["vm#0", "vm#1", "vm#2"]
     holder_of("vm#0")
     rig, lease = lease_rig("vm")
@@ -119,7 +126,7 @@ def test_a_virtual_rig_with_instances_is_leased_once_per_instance(lab: Path, hol
 
 
 def test_one_instance_can_be_named(lab: Path, holder_of) -> None:
-    _rig(lab, "vm", "instances: 2\n")
+    _rig(lab, "vm", instances=2)
     rig, lease = lease_rig("vm#1")
     with lease:
         assert (rig.name, lease.rig_name) == ("vm", "vm#1")

@@ -59,7 +59,7 @@ def lab(tmp_path: Path) -> dict[str, str]:
     rigs = tmp_path / "rigs"
     rigs.mkdir()
     for name in ("bench-1", "bench-2"):
-        (rigs / f"{name}.yaml").write_text("kind: qemu\ndevice_type: qemux86-64\npool: bench\n")
+        (rigs / f"{name}.yaml").write_text("kind: qemu\ndevice_type: qemux86-64\npool: bench\ninstances: 1\n")
     return {**os.environ, "HIL_RIGS_DIR": str(rigs), "HIL_CACHE_DIR": str(tmp_path / "cache")}
 
 
