@@ -59,6 +59,7 @@ class OsProfile:
     boot_log_command: str = "dmesg"
     time_set_pattern: str = ""  # boot-log line: the clock has been set (by NTP or HTTPS)
     time_dependent_pattern: str = ""  # boot-log line: a time-dependent service started
+    https_time_pattern: str = ""  # boot-log line: the clock was set from an HTTPS Date header
     # What the OS does that suites check beyond booting (see FEATURES); a test that needs one the profile
     # lacks is skipped, naming it.
     features: frozenset[str] = frozenset()

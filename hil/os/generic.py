@@ -35,6 +35,7 @@ GENERIC = OsProfile(
         "skew_correction": 1200.0,
         "https_time": 60.0,
         "clock_tolerance": 0.5,
+        "holdover_tolerance": 1.0,
         "https_time_tolerance": 2.0,
     },
 )
