@@ -201,12 +201,16 @@ def _cut_power_mid_write(dut: Dut, remote: str) -> None:
     dut.power_cycle()
 
 
+@pytest.mark.parametrize("pending_before", [False, True], ids=["first-write", "rewrite-of-a-pending-update"])
 def test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds(
-    fresh_dut: Dut, update_plan: UpdatePlan
+    fresh_dut: Dut, update_plan: UpdatePlan, pending_before: bool
 ) -> None:
     dut = fresh_dut
     before = os_state(dut)
     remote = put_bundle(dut, update_plan.bundle)
+    if pending_before:
+        # Written but not yet rebooted into: the root about to be rewritten must not stay marked for a try.
+        install(dut, remote).check()
 
     _cut_power_mid_write(dut, remote)
 
