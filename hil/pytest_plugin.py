@@ -226,19 +226,29 @@ def _boot(dut: Dut, hil_suite_property: Any) -> Dut:
     return dut
 
 
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Attach the console output of this test's body to its Allure result (innermost, so it lands there)."""
+    dut = (
+        item.config.stash[_RUN].dut if {"dut", "fresh_dut"} & set(getattr(item, "fixturenames", ())) else None
+    )
+    start = dut.transcript.stat().st_size if dut is not None and dut.transcript.exists() else 0
+    try:
+        return (yield)
+    finally:
+        if dut is not None:
+            _attach(f"console ({item.name})", _clean(dut.transcript, start))
+
+
 @pytest.fixture(autouse=True)
 def _hil_evidence(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Attach this test's console slice to Allure; on failure save dmesg and the full transcript too."""
+    """On a failure in any phase (a boot that timed out included), save dmesg and the whole transcript."""
     if not {"dut", "fresh_dut"} & set(request.fixturenames):
         yield
         return
     dut: Dut = request.getfixturevalue("_hil_dut")
-    start = dut.transcript.stat().st_size if dut.transcript.exists() else 0
     yield
-    reports = request.node.stash.get(_REPORTS, {})
-    failed = any(r.failed for r in reports.values())
-    _attach(f"console ({request.node.name})", _clean(dut.transcript, start))
-    if failed:
+    if any(r.failed for r in request.node.stash.get(_REPORTS, {}).values()):
         _save_failure_evidence(dut, request.node.name)
 
 

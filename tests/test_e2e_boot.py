@@ -3,6 +3,7 @@ in a one-line diagnosis, saved logs, and no QEMU process or temporary disk left 
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -37,7 +38,10 @@ def test_boot_suite_passes_on_the_reference_image_with_junit_and_allure(tmp_path
     assert props["hil.suite"] == "boot"
     assert float(props["hil.boot_seconds"]) > 0
     assert len(list(root.iter("testcase"))) >= 9
-    assert list(allure.glob("*-result.json"))
+    results = [json.loads(p.read_text()) for p in allure.glob("*-result.json")]
+    assert len(results) >= 9
+    slices = [a for r in results for a in r.get("attachments", []) if a["name"].startswith("console (")]
+    assert len(slices) == len(results)  # every test carries its slice of the console transcript
     assert "login:" in (tmp_path / "art" / "qemu-x86_64" / "console.log").read_text(errors="replace")
     assert qemu_pids(tmp_path) == []
 

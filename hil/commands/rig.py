@@ -55,14 +55,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     from hil.locking import holder
-    from hil.pool import health
+    from hil.pool import health, lease_names
 
     print(f"{'rig':22} {'kind':8} {'device type':18} {'leased by':34} health")
     for name in sorted(available()):
         rig = load_rig(name)
-        held = holder(name)
+        holders = [f"{lease}: {held}" for lease in lease_names(rig) if (held := holder(lease))]
         checked = health(name)
-        print(f"{name:22} {rig.kind:8} {rig.device_type:18} {str(held) if held else '-':34} "
+        print(f"{name:22} {rig.kind:8} {rig.device_type:18} {'; '.join(holders) or '-':34} "
               f"{checked if checked else 'never checked'}")  # fmt: skip
     return 0
 
