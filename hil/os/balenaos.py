@@ -45,6 +45,7 @@ BALENAOS = OsProfile(
         "reboot": 300.0,
         "update_write": 1200.0,
         "update_reboot": 600.0,
+        "update_commit": 1800.0,
         "rollback_altboot": 900.0,
         "rollback_health": 1800.0,
     },

@@ -50,6 +50,7 @@ REFERENCE = OsProfile(
         "reboot": 180.0,
         "update_write": 180.0,
         "update_reboot": 180.0,
+        "update_commit": 90.0,  # the health check commits within seconds, or rolls back after 30 s
         "rollback_altboot": 300.0,
         "rollback_health": 300.0,
         # Networking and time, measured under TCG (see the suites): lease, renewal, link recovery and

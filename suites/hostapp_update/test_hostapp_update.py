@@ -83,15 +83,23 @@ def reboot_into(dut: Dut, after: str, bound: str, *, through_trial: bool = False
         try:
             dut.console.expect(dut.profile.restart_pattern, limit)
         except ConsoleTimeout:
-            pytest.fail(f"the DUT did not restart within {limit:.0f} s after the reboot into the update; "
+            pytest.fail(f"the DUT did not restart within {limit:.0f} s of `{dut.profile.reboot_command}`; "
                         f"last console lines:\n{dut.console.tail(10)}", pytrace=False)  # fmt: skip
     dut.wait_for_reboot(after, timeout=dut.profile.bound(bound))
 
 
-def update(dut: Dut, bundle: Path, after: str = "reboot into the update") -> None:
-    """Install `bundle`, reboot into it and log in again."""
-    install(dut, put_bundle(dut, bundle)).check()
+def update(dut: Dut, remote: str, after: str = "reboot into the update") -> None:
+    """Install a bundle already on the DUT, reboot into it, and wait until the OS has judged it."""
+    install(dut, remote).check()
     reboot_into(dut, after, "update_reboot")
+    limit = dut.profile.bound("update_commit")
+    deadline = time.monotonic() + limit
+    while _out(dut, dut.profile.pending_update_command) != "0":
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"the update was neither committed nor rolled back within {limit:.0f} s after {after}"
+            )
+        time.sleep(1)
 
 
 def assert_healthy(dut: Dut) -> None:
@@ -134,7 +142,7 @@ def test_update_lands_in_the_other_root_and_keeps_data_and_config(
     before = os_state(dut)
     assert before.rollbacks == frozenset()
 
-    update(dut, update_plan.bundle)
+    update(dut, put_bundle(dut, update_plan.bundle))
 
     assert_updated(dut, before, update_plan)
     assert _out(dut, f"sha256sum {canary}") == data_sum
@@ -144,9 +152,10 @@ def test_update_lands_in_the_other_root_and_keeps_data_and_config(
 def test_update_twice_returns_to_the_first_root(fresh_dut: Dut, update_plan: UpdatePlan) -> None:
     dut = fresh_dut
     first = os_state(dut).slot
-    update(dut, update_plan.bundle, "reboot into the first update")
+    remote = put_bundle(dut, update_plan.bundle)
+    update(dut, remote, "reboot into the first update")
     second = os_state(dut).slot
-    update(dut, update_plan.bundle, "reboot into the second update")
+    update(dut, remote, "reboot into the second update")
     state = os_state(dut)
     assert second != first and state.slot == first, f"roots went {first} -> {second} -> {state.slot}"
     assert state.rollbacks == frozenset()
@@ -177,7 +186,7 @@ def test_update_that_never_boots_rolls_back_and_a_good_update_then_lands(
     reboot_into(dut, "rollback-altboot reboot", "rollback_altboot")
     assert_back_on(dut, before, "altboot")
     # The device is not stuck: the next update lands, and its breadcrumbs describe that update only.
-    update(dut, update_plan.bundle, "reboot into a good update after the rollback")
+    update(dut, put_bundle(dut, update_plan.bundle), "reboot into a good update after the rollback")
     assert_updated(dut, before, update_plan)
 
 
@@ -216,8 +225,7 @@ def test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds(
 
     assert os_state(dut) == before, "the power cut mid-write changed the booted OS or its update state"
     assert_healthy(dut)
-    install(dut, remote).check()
-    reboot_into(dut, "reboot into the retried update", "update_reboot")
+    update(dut, remote, "reboot into the retried update")
     assert_updated(dut, before, update_plan)
 
 
