@@ -144,9 +144,9 @@ class Dut:
             )
         self.console = console
 
-    def _await_login(self, after: str, start: float) -> None:
+    def _await_login(self, after: str, start: float, timeout: float | None = None) -> None:
         assert self.console is not None
-        timeout = self.rig.spec.timeouts.boot
+        timeout = timeout or self.rig.spec.timeouts.boot
         try:
             self.console.login(
                 self.profile.login_user,
@@ -247,7 +247,7 @@ class Dut:
                     f"the DUT did not restart within {limit:.0f} s after {after}; transcript: "
                     f"{self.transcript}\nlast console lines:\n{self.console.tail(10)}"
                 ) from None
-            self._await_login(after, start)
+            self._await_login(after, start, limit)
             self._connect_ssh()
 
     def close(self) -> None:

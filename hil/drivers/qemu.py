@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import shutil
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,6 +17,7 @@ from hil.drivers.accel import Accel, pick_accel
 from hil.drivers.qmp import QmpLink
 from hil.drivers.socket_console import UnixSocketTransport
 from hil.errors import QemuError, ToolMissing
+from hil.hostproc import die_with_parent, free_port, tool
 from hil.image import materialize
 from hil.rig import QemuSpec
 
@@ -28,31 +26,12 @@ log = logging.getLogger("hil.qemu")
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 CONFIG_FW_CFG = "opt/io.hil/config.json"
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child: the kernel kills QEMU if hil dies, so no board outlives its holder."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if not path:
-        raise ToolMissing(f"{name} is not installed (apt-get install {package})")
-    return path
 
 
 def preflight(spec: QemuSpec) -> None:
     """Fail before anything starts when a host program or the firmware a virtual board needs is missing."""
-    _tool(f"qemu-system-{spec.arch}", "qemu-system-x86")
-    _tool("qemu-img", "qemu-utils")
+    tool(f"qemu-system-{spec.arch}", "qemu-system-x86")
+    tool("qemu-img", "qemu-utils")
     if not OVMF_CODE.exists():
         raise ToolMissing(f"UEFI firmware {OVMF_CODE} is missing (apt-get install ovmf)")
 
@@ -111,7 +90,7 @@ class QemuBoard:
         """Put `image` on the board's disk (a fresh qcow2 overlay) and configure it with `config`."""
         if self.is_on:
             raise QemuError(f"board {self.name} is powered; power it off before flashing")
-        qemu_img = _tool("qemu-img", "qemu-utils")
+        qemu_img = tool("qemu-img", "qemu-utils")
         base = materialize(image)  # the cached raw image; the overlay never changes it
         overlay = self.workdir / "disk.qcow2"
         overlay.unlink(missing_ok=True)
@@ -140,7 +119,7 @@ class QemuBoard:
     def _command(self) -> list[str]:
         spec = self.spec
         return [
-            _tool(f"qemu-system-{spec.arch}", "qemu-system-x86"),
+            tool(f"qemu-system-{spec.arch}", "qemu-system-x86"),
             "-name", f"hil-{self.name}", "-nodefaults", "-no-user-config", "-display", "none",
             "-machine", f"{spec.machine},accel={self.accel.name}", "-m", str(spec.memory),
             "-smp", str(spec.cpus), "-S",
@@ -168,7 +147,7 @@ class QemuBoard:
         if not (self.workdir / "OVMF_VARS.fd").exists():
             raise QemuError(f"board {self.name} has no image; flash it first")
         for _attempt in range(3):
-            self.ssh_port = _free_port()
+            self.ssh_port = free_port()
             self._start_process()
             try:
                 self._qmp = QmpLink(self.workdir / "qmp.sock", self.name)
@@ -213,7 +192,7 @@ class QemuBoard:
                 stdout=stderr,
                 stderr=stderr,
                 start_new_session=True,  # Ctrl-C reaches hil, which stops the board in order
-                preexec_fn=_die_with_parent,  # only prctl: nothing that can deadlock after fork
+                preexec_fn=die_with_parent,
             )
         proc = self._proc
         threading.Thread(target=self._watch, args=(proc,), daemon=True, name=f"qemu-{self.name}").start()
