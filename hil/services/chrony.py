@@ -82,7 +82,11 @@ def fast_polling(dut: Dut, address: str) -> Iterator[None]:
     intervals each would take minutes of waiting for the next poll.
     """
     chronyc = dut.profile.chronyc
-    dut.run(f"{chronyc} minpoll {address} 1 && {chronyc} maxpoll {address} 1").check()
+    # A new interval applies from the next poll, which may be a minute away: a one-sample burst polls now
+    # and reschedules.
+    dut.run(
+        f"{chronyc} minpoll {address} 1 && {chronyc} maxpoll {address} 1 && {chronyc} burst 1/1 {address}"
+    ).check()
     try:
         yield
     finally:
