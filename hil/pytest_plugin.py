@@ -229,9 +229,7 @@ def _boot(dut: Dut, hil_suite_property: Any) -> Dut:
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """Attach the console output of this test's body to its Allure result (innermost, so it lands there)."""
-    dut = (
-        item.config.stash[_RUN].dut if {"dut", "fresh_dut"} & set(getattr(item, "fixturenames", ())) else None
-    )
+    dut = item.config.stash[_RUN].dut if "_hil_dut" in getattr(item, "fixturenames", ()) else None
     start = dut.transcript.stat().st_size if dut is not None and dut.transcript.exists() else 0
     try:
         return (yield)
@@ -243,7 +241,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _hil_evidence(request: pytest.FixtureRequest) -> Iterator[None]:
     """On a failure in any phase (a boot that timed out included), save dmesg and the whole transcript."""
-    if not {"dut", "fresh_dut"} & set(request.fixturenames):
+    if "_hil_dut" not in request.fixturenames:  # every fixture that hands out the DUT depends on it
         yield
         return
     dut: Dut = request.getfixturevalue("_hil_dut")

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from hil.errors import HilError
+from hil.hostproc import free_port
 from hil.rig import Rig
 from hil.services.dns import DnsServer
 from hil.services.http import HttpServer
 from hil.services.ntp import NtpServer
-from hil.services.process import free_port
 from hil.services.tls import ServerIdentity, make_server_identity
 
 

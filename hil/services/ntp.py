@@ -19,7 +19,8 @@ from pathlib import Path
 from types import TracebackType
 
 from hil.errors import HilError
-from hil.services.process import ServerProcess, free_port, tool
+from hil.hostproc import free_port, tool
+from hil.services.process import ServerProcess
 
 NTP_EPOCH = 2208988800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix)
 

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hil.errors import HilError, ToolMissing
+from hil.errors import HilError
+from hil.hostproc import die_with_parent
 
 log = logging.getLogger("hil.services")
-_PR_SET_PDEATHSIG = 1
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on 127.0.0.1 that nothing listens on right now (TCP or, with SOCK_DGRAM, UDP)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tool(name: str, package: str) -> str:
-    """The path of a host program, or ToolMissing naming the Debian package that has it."""
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if not path:
-        raise ToolMissing(f"{name} is not installed (apt-get install {package})")
-    return path
-
-
-def _die_with_parent() -> None:
-    """Runs in the child: the kernel kills the server if hil dies, so none outlives its test run."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ServerProcess:
@@ -58,7 +35,7 @@ class ServerProcess:
         with self.log_file.open("ab") as out:
             self._proc = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=die_with_parent,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         while not ready():
