@@ -26,7 +26,10 @@ def test_the_default_policy_requires_the_four_suites_on_qemux86_64() -> None:
         "time_sync": 3,
         "hostapp_update": 3,
     }
-    assert all(not rule.allow_skips for rule in rules.suites.values())
+    # The only skip a virtual board may show is the wifi test: it has no radio.
+    assert {name: rule.allow_skips for name, rule in rules.suites.items() if rule.allow_skips} == {
+        "networking": ["test_joins_the_rigs_wifi_access_point"]
+    }
     assert len(policy.sha256) == 64
 
 
