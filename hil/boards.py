@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hil.errors import ToolMissing
+from hil.hostproc import tool
 from hil.os.base import OsProfile
 from hil.rig import Rig
 from hil.transport import Transport
@@ -98,9 +97,7 @@ def _autohat_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
 
 
 def _autohat_preflight(rig: Rig) -> None:
-    for tool, package in (("mcopy", "mtools"),):
-        if shutil.which(tool) is None:
-            raise ToolMissing(f"{tool} is not installed (apt-get install {package})")
+    tool("mcopy", "mtools")  # writes config.json onto the flashed card
 
 
 def _twin_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:

@@ -9,10 +9,9 @@ from hil.boards import make_board
 from hil.dut import Dut
 from hil.errors import ImageError
 from hil.os import get_profile
-from hil.rig import Rig
+from hil.rig import VIRTUAL_KINDS, Rig
 
 log = logging.getLogger("hil.provision")
-VIRTUAL_KINDS = ("qemu", "twin")  # kinds whose DUT hil can give the reference image itself
 
 
 def resolve_image(rig: Rig, image: Path | None, version: str = "1.0.0") -> Path:

@@ -146,6 +146,9 @@ class TwinRig(_RigBase):
     card: CardSpec
 
 
+# Kinds whose board hil itself provides (no hardware): they can boot the reference image by default.
+VIRTUAL_KINDS = ("qemu", "twin")
+
 RigSpec = Annotated[QemuRig | AutohatRig | TwinRig, Field(discriminator="kind")]
 
 

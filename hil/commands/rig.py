@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hil.errors import HilError
-from hil.rig import available, load_rig
+from hil.rig import VIRTUAL_KINDS, available, load_rig
 
 EXIT_KEY = b"\x1d"  # Ctrl-]
 
@@ -94,7 +94,7 @@ def _power(args: argparse.Namespace) -> int:
     import time
 
     with _leased_dut(args) as dut:
-        if dut.rig.kind in ("qemu", "twin") and args.action != "off" and not args.hold:
+        if dut.rig.kind in VIRTUAL_KINDS and args.action != "off" and not args.hold:
             raise HilError(f"{dut.rig.name} is a {dut.rig.kind} rig: its board lives in this process; "
                            "use --hold (Ctrl-C powers off) or `hil rig console`")  # fmt: skip
         board = dut.board
@@ -172,7 +172,7 @@ def _check(args: argparse.Namespace) -> int:
 
     with _leased_dut(args) as dut:
         image = args.image
-        if image is None and dut.rig.kind in ("qemu", "twin"):
+        if image is None and dut.rig.kind in VIRTUAL_KINDS:
             from hil.provision import resolve_image
 
             image = resolve_image(dut.rig, None)
