@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hil.errors import ImageError
+from hil.image import open_image
 
 _COMPRESSED_SUFFIXES = (".gz", ".xz", ".zip")
+_CHUNK = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -94,3 +97,46 @@ def _check_self_checksum(text: str, expected: str, path: Path) -> None:
     zeroed = re.sub(re.escape(expected), "0" * len(expected), text, count=1)
     if hashlib.sha256(zeroed.encode()).hexdigest() != expected:
         raise ImageError(f"bmap {path} is corrupt: its BmapFileChecksum does not match its contents")
+
+
+def check_image_matches(
+    bmap: Bmap, image: Path, raw_size: int | None, advance: Callable[[int], None] = lambda _: None
+) -> None:
+    """Refuse an image its bmap does not describe: another size, or a mapped range whose sha256 differs.
+
+    Reads every mapped range (`advance` counts the bytes), so a wrong image or bmap is refused before
+    anything is written. When the image's container does not record its raw size (gzip), the stream is
+    decoded to its end, which also checks its CRC32.
+    """
+    if raw_size is not None:
+        _check_size(bmap, image, raw_size)
+    with open_image(image) as stream:
+        for extent in bmap.extents:
+            stream.seek(extent.offset)
+            digest, done = hashlib.sha256(), 0
+            while done < extent.length:
+                data = stream.read(min(_CHUNK, extent.length - done))
+                if not data:
+                    raise ImageError(
+                        f"image {image} ends at byte {extent.offset + done}, inside a range its bmap "
+                        f"{bmap.path.name} maps"
+                    )
+                digest.update(data)
+                done += len(data)
+                advance(len(data))
+            if extent.sha256 and digest.hexdigest() != extent.sha256:
+                raise ImageError(
+                    f"image {image} is corrupt: bytes {extent.offset}+{extent.length} do not match "
+                    f"its bmap {bmap.path.name}"
+                )
+        if raw_size is None:
+            while stream.read(_CHUNK):
+                pass
+            _check_size(bmap, image, stream.tell())
+
+
+def _check_size(bmap: Bmap, image: Path, raw_size: int) -> None:
+    if raw_size != bmap.image_size:
+        raise ImageError(
+            f"bmap {bmap.path} describes a {bmap.image_size}-byte image; image {image} holds {raw_size} bytes"
+        )

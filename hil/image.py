@@ -55,6 +55,7 @@ class Partition:
     offset: int
     size: int
     fat: bool
+    uuid: str = ""  # the PARTUUID Linux shows: the GPT entry's GUID, or MBR `<disk signature>-<number>`
 
 
 class ImageStream:
@@ -125,17 +126,114 @@ def _zip_member(archive: zipfile.ZipFile, path: Path) -> zipfile.ZipInfo:
     return images[0]
 
 
-def raw_size(path: Path) -> int | None:
-    """The decompressed size of an image when it is known without decoding it (.img, .zip), else None."""
-    if path.name.endswith(".img"):
-        return path.stat().st_size
-    if path.name.endswith(".zip"):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                return _zip_member(archive, path).file_size
-        except zipfile.BadZipFile as exc:
-            raise ImageError(f"image {path} is not a valid zip archive: {exc}") from exc
-    return None
+def check_integrity(path: Path) -> int | None:
+    """Refuse a truncated or damaged image from its container's own records, without decoding it.
+
+    Returns the raw (decompressed) size when the container records it. What is checked, per format:
+    - `.img`: that it is not empty (a raw image has no records to check);
+    - `.img.xz`: every stream's footer ('YZ' magic, CRC32), index (CRC32) and header, walked back from the
+      end of the file, so a truncated file is refused; the index gives the raw size. Damage inside a
+      block is found only while decoding (each block's own check);
+    - `.zip`: the central directory at the end of the archive (a truncated archive has none), exactly one
+      image member, its local header and a compression method hil can decode; the raw size is recorded.
+      Damage inside the member is found only while decoding (its CRC32 at the end);
+    - `.img.gz`: the gzip header only. gzip has no index: its trailer (CRC32, size modulo 4 GiB) can be
+      checked only by decoding the whole stream, so truncation or damage is found only while decoding.
+    An image whose raw size is recorded as zero is refused as empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"image {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ImageError(f"image {path} is empty (0 bytes)")
+    name = path.name
+    if name.endswith(".img"):
+        size: int | None = path.stat().st_size
+    elif name.endswith(".xz"):
+        size = _xz_raw_size(path)
+    elif name.endswith(".zip"):
+        size = _zip_raw_size(path)
+    elif name.endswith(".gz"):
+        with open(path, "rb") as f:
+            if f.read(3) != b"\x1f\x8b\x08":
+                raise ImageError(f"image {path} is corrupt: it does not start with a gzip (deflate) header")
+        size = None
+    else:
+        raise ImageError(f"image {path} has an unknown format; hil takes {', '.join(FORMATS)}")
+    if size == 0:
+        raise ImageError(f"image {path} is empty: it holds a 0-byte disk")
+    return size
+
+
+def _zip_raw_size(path: Path) -> int:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = _zip_member(archive, path)
+            with archive.open(member):
+                return member.file_size
+    except zipfile.BadZipFile as exc:
+        raise ImageError(f"image {path} is corrupt: not a complete zip archive (truncated?): {exc}") from exc
+    except (NotImplementedError, RuntimeError) as exc:  # an unsupported method, or encrypted
+        raise ImageError(f"image {path}: its image cannot be read from the zip: {exc}") from exc
+
+
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def _xz_raw_size(path: Path) -> int:
+    """Walk an .xz file's streams back from its end (footer, index, header); the sum of their raw sizes."""
+    total, streams, end = 0, 0, path.stat().st_size
+    with open(path, "rb") as f:
+        if _pread(f, 0, 6) != _XZ_MAGIC:
+            raise ImageError(f"image {path} is corrupt: it does not start with an xz stream header")
+        while end > 0:
+            if end >= 4 and _pread(f, end - 4, 4) == bytes(4):
+                # Python's lzma stops at stream padding, silently dropping any stream after it.
+                raise ImageError(
+                    f"image {path} has xz stream padding, which hil cannot decode; recompress it"
+                )
+            footer = _pread(f, end - 12, 12) if end >= 24 else b""
+            if footer[10:] != b"YZ" or zlib.crc32(footer[4:10]) != int.from_bytes(footer[:4], "little"):
+                where = f" before byte {end}" if streams else ""
+                raise ImageError(f"image {path} is corrupt: no valid xz stream footer{where} (truncated?)")
+            index_size = (int.from_bytes(footer[4:8], "little") + 1) * 4
+            if index_size > end - 24:
+                raise ImageError(f"image {path} is corrupt: its xz footer points before the file's start")
+            records = _xz_index(_pread(f, end - 12 - index_size, index_size), path)
+            start = end - 12 - index_size - sum((unpadded + 3) & ~3 for unpadded, _ in records) - 12
+            header = _pread(f, start, 12) if start >= 0 else b""
+            if (
+                header[:6] != _XZ_MAGIC
+                or header[6:8] != footer[8:10]
+                or zlib.crc32(header[6:8]) != int.from_bytes(header[8:12], "little")
+            ):
+                raise ImageError(f"image {path} is corrupt: its xz index does not match its stream header")
+            total += sum(raw for _, raw in records)
+            streams, end = streams + 1, start
+    return total
+
+
+def _xz_index(index: bytes, path: Path) -> list[tuple[int, int]]:
+    """(unpadded size, raw size) of each block an xz index lists; ImageError when the index is damaged."""
+    if len(index) < 8 or index[0] != 0 or zlib.crc32(index[:-4]) != int.from_bytes(index[-4:], "little"):
+        raise ImageError(f"image {path} is corrupt: its xz index is damaged")
+    values, value, shift = [], 0, 0
+    for at, byte in enumerate(index[1:-4], start=1):
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            values.append(value)
+            value, shift = 0, 0
+            if len(values) == 2 * values[0] + 1:
+                if any(index[at + 1 : -4]) or len(index) - 4 - (at + 1) > 3:
+                    break
+                return list(zip(values[1::2], values[2::2], strict=True))
+    raise ImageError(f"image {path} is corrupt: its xz index is damaged")
+
+
+def _pread(f: BinaryIO, offset: int, size: int) -> bytes:
+    f.seek(offset)
+    return f.read(size)
 
 
 def partitions(head: bytes) -> list[Partition]:
@@ -145,8 +243,11 @@ def partitions(head: bytes) -> list[Partition]:
     entries = [struct.unpack_from("<4xB3xII", head, 446 + 16 * i) for i in range(4)]
     if any(kind == 0xEE for kind, _, _ in entries):
         return _gpt_partitions(head)
+    (signature,) = struct.unpack_from("<I", head, 440)
     return [
-        Partition(i + 1, start * SECTOR, count * SECTOR, kind in _MBR_FAT_TYPES)
+        Partition(
+            i + 1, start * SECTOR, count * SECTOR, kind in _MBR_FAT_TYPES, f"{signature:08x}-{i + 1:02x}"
+        )
         for i, (kind, start, count) in enumerate(entries)
         if kind and count
     ]
@@ -164,10 +265,16 @@ def _gpt_partitions(head: bytes) -> list[Partition]:
         kind = uuid.UUID(bytes_le=head[at : at + 16])
         first, last = struct.unpack_from("<QQ", head, at + 32)
         if kind.int:
-            found.append(
-                Partition(i + 1, first * SECTOR, (last - first + 1) * SECTOR, kind in _GPT_FAT_TYPES)
-            )
+            unique = str(uuid.UUID(bytes_le=head[at + 16 : at + 32]))
+            size = (last - first + 1) * SECTOR
+            found.append(Partition(i + 1, first * SECTOR, size, kind in _GPT_FAT_TYPES, unique))
     return found
+
+
+def partition_uuids(path: Path) -> set[str]:
+    """The PARTUUIDs of an image's partitions, as the OS booted from it reports them."""
+    with open_image(path) as stream:
+        return {p.uuid for p in partitions(stream.read(_HEAD))}
 
 
 def boot_partition(head: bytes, where: Path) -> Partition:
@@ -179,22 +286,46 @@ def boot_partition(head: bytes, where: Path) -> Partition:
 
 
 def read_info(path: Path) -> ImageInfo:
-    """Device type and version: a `<image>.json` sidecar, else device-type.json on the boot partition."""
+    """Device type and version, from device-type.json on the boot partition and `<image>.json` sidecars.
+
+    The image's container is checked first (`check_integrity`). A sidecar fills in what the image does not
+    carry; a sidecar that contradicts the image, or another sidecar, is refused rather than trusted.
+    """
     path = Path(path)
-    for sidecar in _sidecars(path):
-        if sidecar.is_file():
-            return _parse_manifest(sidecar.read_bytes(), str(sidecar))
+    check_integrity(path)
+    sources = [(str(s), _parse_manifest(s.read_bytes(), str(s))) for s in _sidecars(path) if s.is_file()]
+    embedded = _embedded_info(path, sidecar=bool(sources))
+    if embedded is not None:
+        sources.append((f"{path}:/device-type.json", embedded))
+    if not sources:
+        log.info("image %s carries no device-type.json; its device type is unknown", path)
+    return ImageInfo(_agreed(sources, "device_type", "device type"), _agreed(sources, "version", "version"))
+
+
+def _agreed(sources: list[tuple[str, ImageInfo]], field: str, label: str) -> str | None:
+    """The value the sources give for `field`; ImageError naming both sources when two of them differ."""
+    said = [(where, str(value)) for where, info in sources if (value := getattr(info, field)) is not None]
+    for where, value in said[1:]:
+        if value != said[0][1]:
+            first, first_value = said[0]
+            raise ImageError(
+                f"{first} says {label} {first_value}, but {where} says {value}; fix or remove the sidecar"
+            )
+    return said[0][1] if said else None
+
+
+def _embedded_info(path: Path, *, sidecar: bool) -> ImageInfo | None:
+    """device-type.json from the boot partition, or None when the image carries none."""
     with open_image(path) as stream:
         head = stream.read(_HEAD)
+        if sidecar and not any(p.fat for p in partitions(head)):
+            return None  # the sidecar describes an image without a boot partition to read
         boot = boot_partition(head, path)
         if path.name.endswith(".img"):
             text = _mtype(f"{path}@@{boot.offset}", path)
         else:
             text = _mtype_from_stream(stream, head, boot, path)
-    if text is None:
-        log.info("image %s carries no device-type.json; its device type is unknown", path)
-        return ImageInfo(device_type=None, version=None)
-    return _parse_manifest(text, f"{path}:/device-type.json")
+    return None if text is None else _parse_manifest(text, f"{path}:/device-type.json")
 
 
 def _sidecars(path: Path) -> list[Path]:
@@ -247,17 +378,31 @@ def _mtype(source: str, image: Path) -> bytes | None:
     raise ImageError(f"image {image}: cannot read its boot partition: {done.stderr.decode().strip()}")
 
 
-def check_device_type(info: ImageInfo, rig_device_type: str, image_path: Path) -> None:
-    """Refuse an image built for another device type than the rig's (an unknown type is let through)."""
+def check_device_type(
+    info: ImageInfo, rig_device_type: str, image_path: Path, asserted: str | None = None
+) -> str:
+    """Refuse an image for another device type than the rig's; say where its type came from.
+
+    An image that names no device type is flashed only when the user states one (`asserted`): hil
+    cannot see for itself that it fits the board. Returns "image" or "asserted".
+    """
+    if asserted is not None and asserted != rig_device_type:
+        raise ImageError(f"--device-type {asserted} was given, but the rig takes {rig_device_type}")
     if info.device_type is None:
-        log.warning(
-            "image %s does not say its device type; flashing it to a %s rig", image_path, rig_device_type
-        )
-        return
+        if asserted is None:
+            raise ImageError(
+                f"image {image_path} does not say which device type it is for (no device-type.json on its "
+                f"boot partition, no {image_path.name}.json beside it); if it is built for "
+                f"{rig_device_type}, say so with --device-type {rig_device_type} or `device_type:` in its "
+                "OS profile"
+            )
+        log.info("image %s names no device type; flashing it as %s, as the user stated", image_path, asserted)
+        return "asserted"
     if info.device_type != rig_device_type:
         raise ImageError(
             f"image {image_path} is built for {info.device_type}; the rig takes {rig_device_type}"
         )
+    return "image"
 
 
 def materialize(path: Path) -> Path:

@@ -10,13 +10,15 @@ import lzma
 import os
 import subprocess
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from disk_images import make_disk
 from rich.console import Console
 
-from hil.drivers.flasher import flash, verify_written, write_config_json, write_image
+from hil.drivers.config_json import write_config_json
+from hil.drivers.flasher import flash, verify_written, write_image
 from hil.drivers.progress import LogProgress, TerminalProgress
 from hil.errors import FlashError, ImageError
 
@@ -97,9 +99,85 @@ def test_an_image_that_no_longer_matches_its_bmap_is_named_corrupt(
     with open(image, "r+b") as f:
         f.seek(3)
         f.write(b"X")
-    refusal = r"image .*os\.img is corrupt: bytes 0\+\d+ do not match its bmap os\.img\.bmap"
+    refusal = r"image .*os\.img is corrupt: bytes 0\+\d+ do not match its bmap os\.img\.bmap$"
     with pytest.raises(ImageError, match=refusal):
         flash(image, tmp_path / "card.bin", progress=quiet)
+    assert not (tmp_path / "card.bin").exists()  # refused before the target was even created
+
+
+def old_card(path: Path) -> tuple[int, bytes]:
+    path.write_bytes(b"old card contents" * 100_000)
+    return path.stat().st_mtime_ns, path.read_bytes()
+
+
+def test_a_bmap_for_another_size_of_image_is_refused_before_writing(
+    image: Path, tmp_path: Path, quiet: LogProgress
+) -> None:
+    make_bmap(image)
+    with open(image, "ab") as f:
+        f.write(bytes(4096))
+    target = tmp_path / "card.bin"
+    before = old_card(target)
+    sizes = rf"describes a {16 * MIB}-byte image; image .*os\.img holds {16 * MIB + 4096} bytes$"
+    refusal = rf"bmap .*os\.img\.bmap {sizes}"
+    with pytest.raises(ImageError, match=refusal):
+        flash(image, target, progress=quiet)
+    assert (target.stat().st_mtime_ns, target.read_bytes()) == before
+
+
+def two_image_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a.img", b"a" * 4096)
+        archive.writestr("b.img", b"b" * 4096)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "refusal"),
+    [
+        ("blank.img", lambda p: p.write_bytes(b""), r"image .*blank\.img is empty \(0 bytes\)$"),
+        ("blank.img.gz", lambda p: p.write_bytes(gzip.compress(b"")), "is empty: it decodes to 0 bytes$"),
+        ("two.zip", two_image_zip, r"must hold exactly one image; it holds \['a.img', 'b.img'\]$"),
+    ],
+)
+def test_an_image_with_nothing_to_write_leaves_the_target_untouched(
+    tmp_path: Path, name: str, make: Callable[[Path], object], refusal: str, quiet: LogProgress
+) -> None:
+    make(tmp_path / name)
+    target = tmp_path / "card.bin"
+    before = old_card(target)
+    with pytest.raises(ImageError, match=refusal):
+        flash(tmp_path / name, target, progress=quiet)
+    assert (target.stat().st_mtime_ns, target.read_bytes()) == before
+
+
+def test_a_truncated_gzip_with_a_bmap_is_refused_before_writing(
+    image: Path, tmp_path: Path, quiet: LogProgress
+) -> None:
+    make_bmap(image)
+    packed = tmp_path / "os.img.gz"
+    packed.write_bytes(gzip.compress(image.read_bytes(), compresslevel=1)[:-5000])
+    target = tmp_path / "card.bin"
+    before = old_card(target)
+    with pytest.raises(ImageError, match=r"image .*os\.img\.gz is corrupt at byte \d+: "):
+        flash(packed, target, progress=quiet, before_write=lambda: pytest.fail("began writing"))
+    assert (target.stat().st_mtime_ns, target.read_bytes()) == before
+
+
+def test_an_image_that_fails_to_decode_mid_write_says_the_target_is_half_written(
+    image: Path, tmp_path: Path, quiet: LogProgress
+) -> None:
+    packed = tmp_path / "os.img.gz"  # gzip has no index: its truncation shows only while decoding
+    packed.write_bytes(gzip.compress(image.read_bytes(), compresslevel=1)[:-5000])
+    target = tmp_path / "card.bin"
+    old_card(target)
+    started: list[bool] = []
+    half_written = (
+        r"image .*os\.img\.gz is corrupt at byte \d+: .*; .*card\.bin is now half-written: flash it again$"
+    )
+    with pytest.raises(FlashError, match=half_written):
+        flash(packed, target, progress=quiet, before_write=lambda: started.append(True))
+    assert started == [True]
 
 
 @pytest.mark.parametrize("with_bmap", [False, True])

@@ -13,8 +13,17 @@ import pytest
 from disk_images import make_disk
 
 from hil.bmap import find_bmap, parse_bmap
+from hil.cli import main as hil_main
 from hil.errors import ImageError
-from hil.image import ImageInfo, check_device_type, materialize, open_image, partitions, raw_size, read_info
+from hil.image import (
+    ImageInfo,
+    check_device_type,
+    check_integrity,
+    materialize,
+    open_image,
+    partitions,
+    read_info,
+)
 
 DEVICE_TYPE = json.dumps({"slug": "raspberrypi4-64", "version": "6.1.2"}).encode()
 
@@ -62,10 +71,44 @@ def test_the_device_type_is_read_from_an_mbr_disk_too(tmp_path: Path) -> None:
     assert read_info(image).device_type == "raspberrypi4-64"
 
 
-def test_a_sidecar_manifest_wins_over_the_boot_partition(disk: Path) -> None:
+def test_a_sidecar_fills_in_what_the_image_does_not_say(disk: Path, tmp_path: Path) -> None:
     packed = compress(disk, ".img.xz")
-    disk.with_name("os.img.json").write_text(json.dumps({"slug": "qemux86-64", "version": "7"}))
-    assert read_info(packed) == ImageInfo(device_type="qemux86-64", version="7")
+    disk.with_name("os.img.json").write_text(json.dumps({"slug": "raspberrypi4-64", "variant": "dev"}))
+    assert read_info(packed) == ImageInfo(device_type="raspberrypi4-64", version="6.1.2")
+    plain = make_disk(tmp_path / "plain.img", boot_files={"config.txt": b"x"})
+    plain.with_name("plain.img.json").write_text(json.dumps({"slug": "qemux86-64", "version": "7"}))
+    assert read_info(plain) == ImageInfo(device_type="qemux86-64", version="7")
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "label", "said", "inside"),
+    [
+        ({"slug": "qemux86-64"}, "device type", "qemux86-64", "raspberrypi4-64"),
+        ({"slug": "raspberrypi4-64", "version": "7"}, "version", "7", "6.1.2"),
+    ],
+)
+def test_a_sidecar_that_contradicts_the_image_is_refused_naming_both(
+    disk: Path, sidecar: dict, label: str, said: str, inside: str
+) -> None:
+    packed = compress(disk, ".img.xz")
+    disk.with_name("os.img.json").write_text(json.dumps(sidecar))
+    refusal = (
+        f"^{disk}.json says {label} {said}, but {packed}:/device-type.json says {inside}; "
+        "fix or remove the sidecar$"
+    )
+    with pytest.raises(ImageError, match=refusal):
+        read_info(packed)
+
+
+def test_two_sidecars_that_disagree_are_refused(tmp_path: Path) -> None:
+    packed = tmp_path / "blank.img.gz"
+    packed.write_bytes(gzip.compress(bytes(1 << 20)))
+    (tmp_path / "blank.img.gz.json").write_text(json.dumps({"slug": "qemux86-64"}))
+    (tmp_path / "blank.img.json").write_text(json.dumps({"slug": "raspberrypi4-64"}))
+    with pytest.raises(
+        ImageError, match=r"blank\.img\.gz\.json says device type qemux86-64, but .*blank\.img\.json says"
+    ):
+        read_info(packed)
 
 
 def test_an_image_without_device_type_json_has_an_unknown_device_type(tmp_path: Path) -> None:
@@ -78,8 +121,21 @@ def test_an_image_for_another_device_type_is_refused() -> None:
     refusal = r"image os\.img is built for raspberrypi4-64; the rig takes qemux86-64"
     with pytest.raises(ImageError, match=refusal):
         check_device_type(info, "qemux86-64", Path("os.img"))
-    check_device_type(info, "raspberrypi4-64", Path("os.img"))
-    check_device_type(ImageInfo(None, None), "qemux86-64", Path("os.img"))
+    assert check_device_type(info, "raspberrypi4-64", Path("os.img")) == "image"
+
+
+def test_an_image_that_names_no_device_type_is_flashed_only_when_the_user_states_it() -> None:
+    unnamed = ImageInfo(None, None)
+    with pytest.raises(ImageError, match=r"does not say which device type.*--device-type qemux86-64"):
+        check_device_type(unnamed, "qemux86-64", Path("os.img"))
+    assert check_device_type(unnamed, "qemux86-64", Path("os.img"), asserted="qemux86-64") == "asserted"
+    with pytest.raises(
+        ImageError, match="--device-type raspberrypi4-64 was given, but the rig takes qemux86-64"
+    ):
+        check_device_type(unnamed, "qemux86-64", Path("os.img"), asserted="raspberrypi4-64")
+    named = ImageInfo("raspberrypi4-64", None)
+    with pytest.raises(ImageError, match="the rig takes qemux86-64"):  # a claim never overrides the image
+        check_device_type(named, "qemux86-64", Path("os.img"), asserted="qemux86-64")
 
 
 def test_a_truncated_gzip_image_is_named_as_corrupt(disk: Path) -> None:
@@ -132,10 +188,87 @@ def test_materialize_caches_one_raw_copy_per_compressed_image(
     assert raw.stat().st_mtime_ns == stamp
 
 
-def test_raw_size_is_known_without_decoding_for_img_and_zip(disk: Path) -> None:
-    assert raw_size(disk) == disk.stat().st_size
-    assert raw_size(compress(disk, ".zip")) == disk.stat().st_size
-    assert raw_size(compress(disk, ".img.gz")) is None
+@pytest.mark.parametrize("fmt", [".img", ".img.xz", ".zip"])
+def test_the_raw_size_is_read_from_the_containers_records(disk: Path, fmt: str) -> None:
+    assert check_integrity(compress(disk, fmt)) == disk.stat().st_size
+    assert check_integrity(compress(disk, ".img.gz")) is None  # gzip records it only modulo 4 GiB
+
+
+def test_an_xz_of_several_streams_is_whole(disk: Path, tmp_path: Path) -> None:
+    data = disk.read_bytes()
+    packed = tmp_path / "multi.img.xz"
+    half = len(data) // 2
+    packed.write_bytes(lzma.compress(data[:half]) + lzma.compress(data[half:]))
+    assert check_integrity(packed) == len(data)
+    assert read_all(packed) == data
+
+
+def test_an_xz_with_stream_padding_is_refused_since_decoding_would_drop_what_follows(
+    disk: Path, tmp_path: Path
+) -> None:
+    packed = tmp_path / "padded.img.xz"
+    packed.write_bytes(lzma.compress(disk.read_bytes()[:4096]) + bytes(4) + lzma.compress(b"more"))
+    with pytest.raises(ImageError, match="has xz stream padding, which hil cannot decode; recompress it"):
+        check_integrity(packed)
+
+
+def truncated_xz(disk: Path) -> Path:
+    packed = compress(disk, ".img.xz")
+    packed.write_bytes(packed.read_bytes()[: packed.stat().st_size // 2])
+    return packed
+
+
+def test_a_truncated_xz_is_refused_from_its_missing_footer(disk: Path) -> None:
+    with pytest.raises(
+        ImageError, match=r"os\.img\.xz is corrupt: no valid xz stream footer \(truncated\?\)$"
+    ):
+        check_integrity(truncated_xz(disk))
+
+
+def test_an_xz_whose_index_was_damaged_is_refused(disk: Path) -> None:
+    packed = compress(disk, ".img.xz")
+    data = bytearray(packed.read_bytes())
+    data[-14] ^= 0xFF  # inside the index, just before the 12-byte footer
+    packed.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="its xz index is damaged"):
+        check_integrity(packed)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "refusal"),
+    [
+        ("os.img", b"", "is empty"),
+        ("os.img.xz", b"", "is empty"),
+        ("os.img.xz", lzma.compress(b""), "is empty: it holds a 0-byte disk"),
+        ("os.img.xz", gzip.compress(b"disk"), "does not start with an xz stream header"),
+        ("os.img.gz", lzma.compress(b"disk"), "does not start with a gzip"),
+        ("os.zip", b"PK\x03\x04 and then nothing", "not a complete zip archive"),
+        ("os.tar", b"disk", "unknown format"),
+    ],
+)
+def test_a_container_that_cannot_hold_a_disk_is_refused(
+    tmp_path: Path, name: str, content: bytes, refusal: str
+) -> None:
+    image = tmp_path / name
+    image.write_bytes(content)
+    with pytest.raises(ImageError, match=refusal):
+        check_integrity(image)
+
+
+def test_a_truncated_zip_is_refused(disk: Path) -> None:
+    packed = compress(disk, ".zip")
+    packed.write_bytes(packed.read_bytes()[:-100])
+    with pytest.raises(ImageError, match="not a complete zip archive"):
+        check_integrity(packed)
+
+
+def test_image_info_reports_a_truncated_image_as_corrupt_in_one_line(
+    disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packed = truncated_xz(disk)
+    assert hil_main(["image", "info", str(packed)]) != 0
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == f"hil: ImageError: image {packed} is corrupt: no valid xz stream footer (truncated?)"
 
 
 def test_a_bmap_made_by_bmaptool_is_found_and_parsed(disk: Path) -> None:

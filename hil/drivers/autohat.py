@@ -10,14 +10,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hil.drivers.flasher import flash_card, write_config_json
+from hil.drivers.config_json import write_config_json
+from hil.drivers.flasher import flash_card
 from hil.drivers.power import RelayPower
 from hil.drivers.progress import auto_progress
 from hil.drivers.sdmux import SdMux
 from hil.drivers.serial_console import SerialTransport
+from hil.pool import health, record_health
 from hil.transport import Transport
 
 log = logging.getLogger("hil.autohat")
+_HALF_WRITTEN = "card half-written by a failed flash of"
 
 
 class AutohatBoard:
@@ -40,16 +43,34 @@ class AutohatBoard:
         self.verify = True  # read every written byte back; `hil rig flash --no-verify` turns it off
 
     def flash(self, image: Path, config: dict[str, Any]) -> None:
-        """Power off, card to host, refuse a wrong card or image, write, verify, configure, card back."""
+        """Power off, card to host, refuse a wrong card or image, write, verify, configure, card back.
+
+        From the first byte written until the card is verified and configured, the rig's health says its
+        card is half-written, so pools skip it even if this process dies mid-write; success clears it.
+        """
         self.power.off()
         card = self.mux.to_host(timeout=30)
         log.info("%s: card %s (%d bytes) is on the host", self.name, card.device, card.size_bytes)
+        checked = self.mux.card
         flash_card(
-            image, self.mux.card, card.device, max_bytes=self.max_card_bytes, device_type=self.device_type,
+            image, checked, card.device, max_bytes=self.max_card_bytes, device_type=self.device_type,
             progress=auto_progress(f"flash {self.name}"), verify=self.verify,
+            before_write=lambda: self._mark_half_written(image),
         )  # fmt: skip
-        write_config_json(card.device, config)
+        write_config_json(card.device, config, target_check=lambda fd: checked.check_node(card, fd))
+        self._clear_half_written(image)
         self.mux.to_dut()
+
+    def _mark_half_written(self, image: Path) -> None:
+        # A rig already unhealthy for another reason stays so, with that reason, until `hil rig check`.
+        last = health(self.name)
+        if last is None or last.healthy or last.reason.startswith(_HALF_WRITTEN):
+            record_health(self.name, False, f"{_HALF_WRITTEN} {image}; reflash it")
+
+    def _clear_half_written(self, image: Path) -> None:
+        last = health(self.name)
+        if last is not None and not last.healthy and last.reason.startswith(_HALF_WRITTEN):
+            record_health(self.name, True, f"card flashed with {image}")
 
     def power_on(self, deadline: float) -> None:
         """Card to the DUT (a board never boots with its card on the host), then power."""
@@ -70,8 +91,10 @@ class AutohatBoard:
         return None
 
     def close(self) -> None:
-        """Leave the board off and release the pins."""
-        self.power.off()
+        """Let go of the hardware leaving the relay as it is: a board stays powered after `hil rig power on`.
+
+        A session that must end with the board off (the pytest plugin) powers it off before (Dut.close).
+        """
         self.power.close()
         close = getattr(self.mux, "close", None)
         if close is not None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +39,29 @@ class CardIdentity:
 
 @dataclass(frozen=True)
 class Card:
-    """A card the host sees: its device node, kernel name and size."""
+    """A card the host sees: its device node, kernel name, size, and device number (sysfs `dev`)."""
 
     device: Path
     name: str
     size_bytes: int
     identity: CardIdentity
+    number: int | None
+
+    @property
+    def dev(self) -> str:
+        """The device number as major:minor, as sysfs and lsblk show it."""
+        return "unknown" if self.number is None else f"{os.major(self.number)}:{os.minor(self.number)}"
+
+
+def device_number(text: str) -> int | None:
+    """A sysfs `dev` attribute ("8:0") as a device number, or None when it is not one."""
+    major, sep, minor = text.partition(":")
+    return os.makedev(int(major), int(minor)) if sep and major.isdigit() and minor.isdigit() else None
+
+
+def block_device_number(opened: os.stat_result) -> int | None:
+    """The device number of an opened node when it is a block device, else None."""
+    return opened.st_rdev if stat.S_ISBLK(opened.st_mode) else None
 
 
 class CardLocator:
@@ -54,11 +73,14 @@ class CardLocator:
         sysfs_root: Path = Path("/sys"),
         dev_root: Path = Path("/dev"),
         mountinfo: Path = Path("/proc/self/mountinfo"),
+        number_of: Callable[[os.stat_result], int | None] = block_device_number,
     ) -> None:
         self.identity = identity
         self.sysfs_root = Path(sysfs_root)
         self.dev_root = Path(dev_root)
         self.mountinfo = Path(mountinfo)
+        # Which block device an opened node is; a fake /dev (whose nodes are plain files) answers for itself.
+        self.number_of = number_of
 
     def find(self) -> Card | None:
         """The card when the reader is present and holds media, else None; FlashError if ambiguous."""
@@ -69,7 +91,8 @@ class CardLocator:
             )
         if not names or not (size := self._size(names[0])):
             return None
-        return Card(self.dev_root / names[0], names[0], size, self.identity)
+        number = device_number(_read(self.sysfs_root / "block" / names[0] / "dev"))
+        return Card(self.dev_root / names[0], names[0], size, self.identity, number)
 
     def wait(self, timeout: float, poll: float = 0.1) -> Card:
         """Poll sysfs until the card's block device appears with media; FlashError past `timeout` seconds."""
@@ -103,6 +126,20 @@ class CardLocator:
             raise FlashError(f"refusing to flash {device}: the card is write-protected (its lock switch?)")
         log.info("%s passed the write checks (%s, %d bytes)", device, self.identity, card.size_bytes)
         return card
+
+    def check_node(self, card: Card, fd: int) -> None:
+        """Refuse an opened descriptor that is not the checked card's block device (FlashError naming both).
+
+        Between the write checks and the open, the card can be pulled and its node vanish or be reused by
+        another disk; the descriptor's own fstat is what says which device it is.
+        """
+        opened = os.fstat(fd)
+        number = self.number_of(opened)
+        if card.number is None or number != card.number:
+            raise FlashError(
+                f"refusing to flash {card.device}: expected block device {card.dev} ({card.name}), "
+                f"found {_describe(opened, number)}; nothing more written"
+            )
 
     def _matching_disks(self) -> list[str]:
         if self.identity.by_path:
@@ -178,6 +215,16 @@ class CardLocator:
             if holders.is_dir():
                 pending += [self.sysfs_root / "block" / h.name for h in holders.iterdir()]
         return owned
+
+
+def _describe(opened: os.stat_result, number: int | None) -> str:
+    if number is not None:
+        return f"block device {os.major(number)}:{os.minor(number)}"
+    kinds = {"-": "a regular file", "b": "a block device", "c": "a character device", "d": "a directory"}
+    kind = kinds.get(stat.filemode(opened.st_mode)[0], "a special file")
+    if stat.S_ISBLK(opened.st_mode) or stat.S_ISCHR(opened.st_mode):
+        kind += f" {os.major(opened.st_rdev)}:{os.minor(opened.st_rdev)}"
+    return kind
 
 
 def _read(path: Path) -> str:

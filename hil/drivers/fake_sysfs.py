@@ -6,6 +6,7 @@ Layout, mirroring Linux (for a USB card reader `sda` with one partition):
         1-N:1.0/host0/target0:0:0/0:0:0:0/block/sda/             size (512-byte sectors) dev ro removable
             sda1/                                                partition dev size
     ROOT/sys/block/sda -> ../devices/.../block/sda
+    ROOT/sys/bus/usb/devices/1-N -> ../../../devices/.../usb1/1-N      (each USB device, as pyusb numbers it)
     ROOT/dev/sda -> the backing file (the card's bytes)
     ROOT/dev/disk/by-path/pci-0000:00:14.0-usb-0:N:1.0-scsi-0:0:0:0 -> ../../sda
     ROOT/proc/self/mountinfo                                     one line per mount()
@@ -13,10 +14,11 @@ Layout, mirroring Linux (for a USB card reader `sda` with one partition):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hil.drivers.card import CardIdentity, CardLocator
+from hil.drivers.card import CardIdentity, CardLocator, device_number
 
 _SECTOR = 512
 
@@ -41,7 +43,7 @@ class FakeBlockTree:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
-        for sub in ("sys/block", "dev/disk/by-path", "proc/self"):
+        for sub in ("sys/block", "sys/bus/usb/devices", "dev/disk/by-path", "proc/self"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.mountinfo.touch()
 
@@ -62,7 +64,20 @@ class FakeBlockTree:
 
     def locator(self, identity: CardIdentity) -> CardLocator:
         """A CardLocator looking at this tree."""
-        return CardLocator(identity, sysfs_root=self.sysfs, dev_root=self.dev, mountinfo=self.mountinfo)
+        return CardLocator(
+            identity,
+            sysfs_root=self.sysfs,
+            dev_root=self.dev,
+            mountinfo=self.mountinfo,
+            number_of=self.number_of,
+        )
+
+    def number_of(self, opened: os.stat_result) -> int | None:
+        """The device number of an opened fake node: that of the disk whose backing file it is."""
+        for disk in self.disks.values():
+            if disk.backing.exists() and os.path.samestat(opened, disk.backing.stat()):
+                return device_number((disk.sysfs_dir / "dev").read_text().strip())
+        return None
 
     def add_usb_disk(
         self,
@@ -77,13 +92,36 @@ class FakeBlockTree:
         backing: Path | None = None,
     ) -> FakeDisk:
         """A disk behind a USB card reader; `backing` (created sparse if missing) holds its bytes."""
+        usb = self._usb_device(port, vendor_id, product_id, serial)
+        scsi = usb / f"1-{port}:1.0/host{port}/target{port}:0:0/{port}:0:0:0"
+        by_path = f"pci-0000:00:14.0-usb-0:{port}:1.0-scsi-0:0:0:0"
+        return self._add_disk(name, scsi, size_bytes, partitions, backing, by_path)
+
+    def add_scsi_generic(self, disk: str, sg: str) -> None:
+        """The SCSI generic node (sg1, say) of a USB disk's device: how a USB-SD-Mux is switched."""
+        scsi = (self.sysfs / "block" / disk).resolve().parent.parent
+        (scsi / "scsi_generic" / sg).mkdir(parents=True)
+        (self.dev / sg).touch()
+
+    def add_usb_serial(
+        self, tty: str, *, vendor_id: str, product_id: str, serial: str, port: int, by_id: str
+    ) -> None:
+        """A USB serial adapter: its tty (ttyUSB0, say) and udev's /dev/serial/by-id link to it."""
+        usb = self._usb_device(port, vendor_id, product_id, serial)
+        (usb / f"1-{port}:1.0" / tty / "tty" / tty).mkdir(parents=True)
+        (self.dev / tty).touch()
+        (self.dev / "serial/by-id").mkdir(parents=True, exist_ok=True)
+        (self.dev / "serial/by-id" / by_id).symlink_to(Path("../..") / tty)
+
+    def _usb_device(self, port: int, vendor_id: str, product_id: str, serial: str) -> Path:
         usb = self.sysfs / f"devices/pci0000:00/0000:00:14.0/usb1/1-{port}"
         usb.mkdir(parents=True, exist_ok=True)
         for attr, value in (("idVendor", vendor_id), ("idProduct", product_id), ("serial", serial)):
             (usb / attr).write_text(value + "\n")
-        scsi = usb / f"1-{port}:1.0/host{port}/target{port}:0:0/{port}:0:0:0"
-        by_path = f"pci-0000:00:14.0-usb-0:{port}:1.0-scsi-0:0:0:0"
-        return self._add_disk(name, scsi, size_bytes, partitions, backing, by_path)
+        link = self.sysfs / "bus/usb/devices" / usb.name
+        if not link.is_symlink():
+            link.symlink_to(Path("../../..") / usb.relative_to(self.sysfs))
+        return usb
 
     def add_internal_disk(self, name: str, *, size_bytes: int, partitions: int = 2) -> FakeDisk:
         """A disk that is not on USB (the host's own disk, say)."""

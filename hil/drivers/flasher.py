@@ -7,33 +7,40 @@ Which blocks are written:
   zeros: a regular file (hil empties it first, so its holes read as zeros) or a card the caller says was
   discarded (`zeroed=True`). Skipping zeros on a card that held older data would leave that data in place,
   so it is never done by default on a block device.
+
+Everything that can be refused is refused before the first byte is written: the image's container
+(`check_integrity`), its bmap against its contents, and the target's kind and, for a card, its identity.
+A failure after that says the target is now half-written.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
-import json
 import logging
 import os
 import queue
-import shutil
-import stat
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hil.bmap import Bmap, Extent, find_bmap, parse_bmap
+from hil.bmap import Bmap, Extent, check_image_matches, find_bmap, parse_bmap
 from hil.drivers.card import CardLocator
 from hil.drivers.progress import Progress, auto_progress
-from hil.errors import FlashError, ImageError, ToolMissing
-from hil.image import ImageStream, boot_partition, check_device_type, open_image, raw_size, read_info
+from hil.drivers.target import TargetCheck, open_checked, open_target
+from hil.errors import FlashError, HilError, ImageError
+from hil.image import (
+    SECTOR,
+    ImageStream,
+    boot_partition,
+    check_device_type,
+    check_integrity,
+    open_image,
+    read_info,
+)
 
 log = logging.getLogger("hil.flasher")
 
@@ -75,14 +82,26 @@ def flash(
     progress: Progress | None = None,
     block_size: int = 4 * MIB,
     zeroed: bool = False,
+    target_check: TargetCheck | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> FlashReport:
-    """Write `image` to `target`, fsync, and (verify) read back every written byte and compare sha256."""
+    """Write `image` to `target`, fsync, and (verify) read back every written byte and compare sha256.
+
+    With `target_check`, the target must already exist, and every descriptor opened on it (to write, to
+    read back) must pass the check first. `before_write` runs once all checks have passed, just before
+    the first byte is written.
+    """
     image, target = Path(image), Path(target)
     progress = progress or auto_progress(f"flash {image.name}")
     started = time.monotonic()
-    written = write_image(image, target, progress=progress, block_size=block_size, zeroed=zeroed)
+    written = write_image(
+        image, target, progress=progress, block_size=block_size, zeroed=zeroed,
+        target_check=target_check, before_write=before_write,
+    )  # fmt: skip
     if verify:
-        verify_written(image, target, written, progress=progress, block_size=block_size)
+        verify_written(
+            image, target, written, progress=progress, block_size=block_size, target_check=target_check
+        )
     report = FlashReport(
         bytes_written=sum(e.length for e in written.extents),
         bytes_total=written.bytes_total,
@@ -105,48 +124,105 @@ def flash(
 def flash_card(
     image: Path, card: CardLocator, device: Path, *, max_bytes: int, device_type: str, **options: Any
 ) -> FlashReport:
-    """The guarded path for physical rigs: refuse the wrong image or the wrong disk, then flash."""
-    check_device_type(read_info(Path(image)), device_type, Path(image))
+    """The guarded path for physical rigs: refuse the wrong image or the wrong disk, then flash.
+
+    The checked card is pinned: each descriptor the flasher opens must be the block device whose identity
+    was checked, so a card pulled, or a node replaced, after the check gets nothing more written.
+    """
+    image = Path(image)
+    info = read_info(image)
+    # An image built for another board is refused here too; one that names no type was let through by the
+    # caller only on the user's word (Dut.flash and `--device-type`), which this driver cannot second-guess.
+    check_device_type(info, device_type, image, asserted=device_type if info.device_type is None else None)
+    with open_image(image) as stream:
+        # config.json goes onto the boot partition once the image is written: refuse a disk without one now.
+        boot_partition(stream.read(MIB), image)
     checked = card.check_writable(Path(device), max_bytes)
-    return flash(image, checked.device, **options)
+    return flash(image, checked.device, target_check=lambda fd: card.check_node(checked, fd), **options)
 
 
 def write_image(
-    image: Path, target: Path, *, progress: Progress, block_size: int = 4 * MIB, zeroed: bool = False
+    image: Path,
+    target: Path,
+    *,
+    progress: Progress,
+    block_size: int = 4 * MIB,
+    zeroed: bool = False,
+    target_check: TargetCheck | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> Written:
-    """Stream the image's blocks (bmap-mapped, or all but known-zero ones) to the target, then fsync."""
-    bmap_path = find_bmap(image)
-    bmap = parse_bmap(bmap_path) if bmap_path else None
-    with _open_target(target, image) as (fd, is_file), open_image(image) as stream:
-        skip_zeros = is_file or zeroed
-        extents: list[Extent] = []
-        if bmap:
-            rule, source = f"mapped ranges of {bmap.path.name}", _mapped(stream, bmap, block_size)
-        else:
-            rule = "skipping zero blocks" if skip_zeros else "all blocks"
-            source = _nonzero(stream, block_size, skip_zeros, extents)
-        log.info("writing %s to %s (%s)", image, target, rule)
-        progress.start("write", bmap.mapped_bytes if bmap else raw_size(image))
-        for offset, data, consumed in _in_background(source):
-            if data:
-                _write_all(fd, data, offset, target)
-                # Start writeback now, so the final fsync does not wait for the whole image.
-                os.posix_fadvise(fd, offset, len(data), os.POSIX_FADV_DONTNEED)
-            progress.advance(consumed)
-        progress.finish()
-        end = bmap.image_size if bmap else stream.tell()
-        if is_file and os.fstat(fd).st_size < end:
-            os.ftruncate(fd, end)
-        os.fsync(fd)
-    return Written(extents=list(bmap.extents) if bmap else extents, bytes_total=end, bmap=bmap_path)
+    """Stream the image's blocks (bmap-mapped, or all but known-zero ones) to the target, then fsync.
+
+    Whatever can be refused (the image's container and bmap, the target's kind and identity) is refused
+    before the first byte is written; a failure after that says the target is now half-written.
+    """
+    size, bmap = _check_image(image, progress)
+    with open_target(target, image, target_check) as (fd, is_file), open_image(image) as stream:
+        if before_write is not None:
+            before_write()
+        try:
+            if is_file:
+                # An emptied file reads as zeros everywhere, like a discarded card of the same size.
+                old_size = os.fstat(fd).st_size
+                os.ftruncate(fd, 0)
+                os.ftruncate(fd, old_size)
+            skip_zeros = is_file or zeroed
+            extents: list[Extent] = []
+            if bmap:
+                rule, source = f"mapped ranges of {bmap.path.name}", _mapped(stream, bmap, block_size)
+            else:
+                rule = "skipping zero blocks" if skip_zeros else "all blocks"
+                source = _nonzero(stream, block_size, skip_zeros, extents)
+            log.info("writing %s to %s (%s)", image, target, rule)
+            progress.start("write", bmap.mapped_bytes if bmap else size)
+            for offset, data, consumed in _in_background(source):
+                if data:
+                    _write_all(fd, data, offset, target)
+                    # Start writeback now, so the final fsync does not wait for the whole image.
+                    os.posix_fadvise(fd, offset, len(data), os.POSIX_FADV_DONTNEED)
+                progress.advance(consumed)
+            progress.finish()
+            end = bmap.image_size if bmap else stream.tell()
+            if size is not None and end != size:
+                raise ImageError(f"image {image} decoded to {end} bytes; its container records {size}")
+            if is_file and os.fstat(fd).st_size < end:
+                os.ftruncate(fd, end)
+            os.fsync(fd)
+        except (HilError, OSError) as exc:
+            raise FlashError(f"{exc}; {target} is now half-written: flash it again") from exc
+    return Written(
+        extents=list(bmap.extents) if bmap else extents, bytes_total=end, bmap=bmap.path if bmap else None
+    )
+
+
+def _check_image(image: Path, progress: Progress) -> tuple[int | None, Bmap | None]:
+    """The image's raw size (when known) and bmap, once both are checked; ImageError when either is bad."""
+    size = check_integrity(image)
+    if size is None:
+        with open_image(image) as stream:
+            if not stream.read(SECTOR):
+                raise ImageError(f"image {image} is empty: it decodes to 0 bytes")
+    found = find_bmap(image)
+    if found is None:
+        return size, None
+    bmap = parse_bmap(found)
+    progress.start("check", bmap.mapped_bytes)
+    check_image_matches(bmap, image, size, progress.advance)
+    progress.finish()
+    return size, bmap
 
 
 def verify_written(
-    image: Path, target: Path, written: Written, *, progress: Progress, block_size: int = 4 * MIB
+    image: Path,
+    target: Path,
+    written: Written,
+    *,
+    progress: Progress,
+    block_size: int = 4 * MIB,
+    target_check: TargetCheck | None = None,
 ) -> None:
     """Read back every written extent from the medium (not the page cache) and compare its sha256."""
-    fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
-    try:
+    with open_checked(target, os.O_RDONLY, target_check, "verify failed") as fd:
         # Drop cached pages so the read-back comes from the card itself.
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         progress.start("verify", sum(e.length for e in written.extents))
@@ -157,11 +233,9 @@ def verify_written(
             if last:
                 extent = written.extents[index]
                 if extent.sha256 and digest.hexdigest() != extent.sha256:
-                    _raise_mismatch(image, target, extent, written.bmap)
+                    _raise_mismatch(image, target, fd, extent, written.bmap)
                 digest, checked = hashlib.sha256(), checked + 1
         progress.finish()
-    finally:
-        os.close(fd)
     log.info("verified %s on %s: %d extents match", image, target, checked)
 
 
@@ -179,15 +253,14 @@ def _read_back(fd: int, extents: list[Extent], block_size: int) -> Iterator[tupl
             yield index, data, done == extent.length
 
 
-def _raise_mismatch(image: Path, target: Path, extent: Extent, bmap: Path | None) -> None:
+def _raise_mismatch(image: Path, target: Path, fd: int, extent: Extent, bmap: Path | None) -> None:
     """Tell a bad write (the target differs from the image) from an image that changed or lies in its bmap."""
-    with open_image(image) as stream, open(target, "rb") as disk:
+    with open_image(image) as stream:
         stream.seek(extent.offset)
-        disk.seek(extent.offset)
         done = 0
         while done < extent.length:
             want = stream.read(min(MIB, extent.length - done))
-            got = disk.read(len(want))
+            got = os.pread(fd, len(want), extent.offset + done)
             if want != got:
                 pairs = enumerate(zip(want, got, strict=False))
                 first = next((i for i, (a, b) in pairs if a != b), len(got))
@@ -286,60 +359,3 @@ def _write_all(fd: int, data: Chunk, offset: int, target: Path) -> None:
         except OSError as exc:
             raise FlashError(f"writing {target} failed at offset {offset}: {exc.strerror}") from exc
         view, offset = view[count:], offset + count
-
-
-@contextlib.contextmanager
-def _open_target(target: Path, image: Path) -> Iterator[tuple[int, bool]]:
-    """(fd, is_file): a regular file is emptied first; a block device is opened exclusively."""
-    mode = target.stat().st_mode if target.exists() else stat.S_IFREG
-    if stat.S_ISREG(mode) and target.exists() and os.path.samefile(image, target):
-        raise FlashError(f"refusing to flash {target}: it is the image itself")
-    if stat.S_ISREG(mode):
-        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        size = os.fstat(fd).st_size
-        # An emptied file reads as zeros everywhere, like a discarded card of the same size.
-        os.ftruncate(fd, 0)
-        os.ftruncate(fd, size)
-    elif stat.S_ISBLK(mode):
-        try:
-            # O_EXCL on a block device: the kernel refuses if anything has it mounted or open exclusively.
-            fd = os.open(target, os.O_RDWR | os.O_EXCL | os.O_CLOEXEC)
-        except OSError as exc:
-            reason = "it is in use (mounted?)" if exc.errno == errno.EBUSY else exc.strerror
-            raise FlashError(f"refusing to flash {target}: {reason}") from exc
-    else:
-        raise FlashError(f"refusing to flash {target}: it is neither a block device nor a regular file")
-    try:
-        yield fd, stat.S_ISREG(mode)
-    finally:
-        os.close(fd)
-
-
-def write_config_json(target_or_image: Path, config: dict) -> None:
-    """Write `config.json` into the FAT boot partition of a raw image or a flashed card (with mtools)."""
-    target = Path(target_or_image)
-    with open(target, "rb") as disk:
-        boot = boot_partition(disk.read(MIB), target)
-    if shutil.which("mcopy") is None:
-        raise ToolMissing("mcopy (package mtools) is needed to write config.json")
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as staged:
-        json.dump(config, staged, indent=2)
-        staged.flush()
-        done = subprocess.run(
-            ["mcopy", "-o", "-i", f"{target}@@{boot.offset}", staged.name, "::/config.json"],
-            capture_output=True,
-            env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
-            check=False,
-        )
-    if done.returncode != 0:
-        raise FlashError(f"writing config.json to {target} failed: {done.stderr.decode().strip()}")
-    _sync(target)
-    log.info("wrote config.json (%d keys) to the boot partition of %s", len(config), target)
-
-
-def _sync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
