@@ -4,6 +4,9 @@ A pool is named by rig files (`pool: NAME`) and by `rigs/pools.yaml`; all its ri
 A rig is leased under one name per board it can run at once: a physical rig has one board, so its lease
 is its name; a virtual rig with `instances: N` has N leases, `NAME#0` .. `NAME#N-1`, so N workers on one
 agent can boot N boards of one definition (each board already takes its own ports and disks).
+A physical or twin rig's lease locks its hardware (card reader, console line), not its file name, so two
+files describing one bench cannot both be leased. A rig named directly whose last check failed is refused
+unless forced; a pool skips it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,15 +24,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hil import yamlconf
 from hil.errors import LeaseError, RigConfigError
-from hil.locking import Lease, holder
+from hil.locking import HELD_ENV, Lease
 from hil.paths import cache_dir, project_dirs
-from hil.rig import Rig, available, load_rig
+from hil.rig import AutohatRig, Rig, TwinRig, available, load_rig
 
 log = logging.getLogger("hil.pool")
 
 POOL_PREFIX = "pool:"
 INSTANCE_SEP = "#"
 _POLL = 0.5
+_UNSAFE = re.compile(r"[^A-Za-z0-9._:+-]")  # lock names are file names
 
 
 @dataclass(frozen=True)
@@ -96,48 +101,89 @@ class Pool:
 
 
 def pools() -> dict[str, Pool]:
-    """Every pool, from pools.yaml files and rig files' `pool:` fields (rigs listed first come first)."""
+    """Every usable pool, from pools.yaml files and rig files' `pool:` fields (rigs listed first come first).
+
+    A rig file that does not load is skipped with a warning, so one bad file cannot stop every pool; only
+    the pool it belongs to is left out, and `load_pool` says why.
+    """
+    return _survey()[0]
+
+
+def load_pool(name: str) -> Pool:
+    """A pool by name, or RigConfigError naming its bad rig file or listing the known pools."""
+    known, broken = _survey()
+    if name in broken:
+        raise RigConfigError(f"{broken[name]}; pool {name} cannot be used until it is fixed")
+    if name not in known:
+        raise RigConfigError(f"unknown pool {name!r}; known pools: {', '.join(sorted(known)) or 'none'}")
+    return known[name]
+
+
+def _survey() -> tuple[dict[str, Pool], dict[str, str]]:
+    """The usable pools, and the error of the bad rig file that stops each of the others."""
+    rigs, bad = _load_rigs()
     members: dict[str, list[Rig]] = {}
     descriptions: dict[str, str] = {}
     where: dict[str, str] = {}
+    broken: dict[str, str] = {}
+    for problem, pool in bad.values():
+        if pool:
+            broken.setdefault(pool, problem)
     for path in _pool_files():
         data, lines = yamlconf.read_yaml(path, RigConfigError)
         specs = yamlconf.validate(dict[str, _PoolSpec], data or {}, lines, path, RigConfigError)
-        rigs = available()
         for name, spec in specs.items():
             if name in members:
                 continue  # earlier rig directories win, as they do for rigs
             for i, rig_name in enumerate(spec.rigs):
-                if rig_name not in rigs:
+                if rig_name not in rigs and rig_name not in bad:
                     raise RigConfigError(
                         f"{path}:{lines[(name, 'rigs', i)]}: {name}.rigs.{i}: unknown rig {rig_name!r}"
                     )
-            members[name] = [load_rig(rigs[r]) for r in spec.rigs]
+                if rig_name in bad:
+                    broken.setdefault(name, bad[rig_name][0])
+            members[name] = [rigs[r] for r in spec.rigs if r in rigs]
             descriptions[name], where[name] = spec.description, f"{path}:{lines[(name,)]}"
-    for rig_path in available().values():
-        rig = load_rig(rig_path)
+    for rig in rigs.values():
         name = getattr(rig.spec, "pool", None)
         if name and rig.name not in {r.name for r in members.get(name, [])}:
             members.setdefault(name, []).append(rig)
             where.setdefault(name, str(rig.path))
     found = {}
-    for name, rigs in members.items():
-        types = {r.device_type for r in rigs}
+    for name, pool_rigs in members.items():
+        if name in broken:
+            continue
+        types = {r.device_type for r in pool_rigs}
         if len(types) > 1:
-            listed = ", ".join(f"{r.name} ({r.device_type})" for r in rigs)
+            listed = ", ".join(f"{r.name} ({r.device_type})" for r in pool_rigs)
             raise RigConfigError(f"{where[name]}: pool {name} mixes device types: {listed}")
-        if not rigs:
+        if not pool_rigs:
             raise RigConfigError(f"{where[name]}: pool {name} has no rigs")
-        found[name] = Pool(name, tuple(rigs), descriptions.get(name, ""))
-    return found
+        found[name] = Pool(name, tuple(pool_rigs), descriptions.get(name, ""))
+    return found, broken
 
 
-def load_pool(name: str) -> Pool:
-    """A pool by name, or RigConfigError listing the known pools."""
-    known = pools()
-    if name not in known:
-        raise RigConfigError(f"unknown pool {name!r}; known pools: {', '.join(sorted(known)) or 'none'}")
-    return known[name]
+def _load_rigs() -> tuple[dict[str, Rig], dict[str, tuple[str, str | None]]]:
+    """Every rig that loads; for each rig file that does not, its error and the pool it names, if any."""
+    loaded: dict[str, Rig] = {}
+    bad: dict[str, tuple[str, str | None]] = {}
+    for name, path in available().items():
+        try:
+            loaded[name] = load_rig(path)
+        except RigConfigError as exc:
+            log.warning("skipping rig %s: %s", name, exc)  # exc names the file and line at fault
+            bad[name] = (str(exc), _named_pool(path))
+    return loaded, bad
+
+
+def _named_pool(path: Path) -> str | None:
+    """The pool a rig file that does not validate says it serves, as far as its YAML can be read."""
+    try:
+        data, _ = yamlconf.read_yaml(path, RigConfigError)
+    except RigConfigError:
+        return None
+    pool = data.get("pool") if isinstance(data, dict) else None
+    return pool if isinstance(pool, str) else None
 
 
 def lease_names(rig: Rig) -> list[str]:
@@ -146,26 +192,68 @@ def lease_names(rig: Rig) -> list[str]:
     return [rig.name] if count == 1 else [f"{rig.name}{INSTANCE_SEP}{i}" for i in range(count)]
 
 
+def hardware_keys(rig: Rig) -> tuple[str, ...]:
+    """The locks a physical or twin rig's board takes: its card reader and console line; () when virtual."""
+    spec = rig.spec
+    if not isinstance(spec, AutohatRig | TwinRig):
+        return ()
+    card = spec.card
+    if card.by_path:
+        keys = [f"card-path-{Path(card.by_path).name}"]
+    else:  # hex ids in either case name one reader; lower-casing the serial too errs on the safe side
+        keys = [f"card-usb-{card.vendor_id or ''}-{card.product_id or ''}-{card.serial or ''}".lower()]
+    if isinstance(spec, AutohatRig):
+        port = spec.console.port
+        # Two spellings of one adapter (by-id link, ttyUSB node) are one line: lock the node it is now.
+        node = os.path.realpath(port) if port.startswith("/dev/") and os.path.exists(port) else port
+        keys.append(f"console-{node.removeprefix('/dev/')}")
+    return tuple(_UNSAFE.sub("_", key) for key in keys)
+
+
+def leases(rig: Rig) -> list[Lease]:
+    """One (not yet acquired) lease per board the rig can run at once."""
+    keys = hardware_keys(rig)
+    return [Lease(name, keys=keys) for name in lease_names(rig)]
+
+
 def rig_for(arg: str) -> Rig:
     """The rig definition a --rig argument names (a pool's first rig), without leasing anything."""
     return _candidates(arg)[0][0]
 
 
-def lease_rig(arg: str, wait: float = 0.0) -> tuple[Rig, Lease]:
-    """Lease what --rig names: NAME or PATH, NAME#INSTANCE, or pool:NAME; wait up to `wait` seconds."""
+def require_healthy(rig: Rig) -> None:
+    """Refuse (LeaseError naming the failed check and when) a rig whose last `hil rig check` failed."""
+    last = health(rig.name)
+    if last is not None and not last.healthy:
+        raise LeaseError(
+            f"rig {rig.name} failed its last check ({last.reason or 'no reason given'}, checked "
+            f"{last.checked.isoformat(timespec='seconds')}); `hil rig check {rig.name}` re-checks it, "
+            "--force (pytest: --force-rig) uses it anyway"
+        )
+
+
+def lease_rig(arg: str, wait: float = 0.0, force: bool = False) -> tuple[Rig, Lease]:
+    """Lease what --rig names: NAME or PATH, NAME#INSTANCE, or pool:NAME; wait up to `wait` seconds.
+
+    A pool skips rigs whose last check failed; a rig named directly is refused then, unless `force`.
+    """
     candidates = _candidates(arg)
     from_pool = arg.startswith(POOL_PREFIX)
+    if not from_pool and not force:
+        require_healthy(candidates[0][0])
     deadline = time.monotonic() + wait
     waiting = False
     while True:
         sick = {r.name: h for r, _ in candidates if from_pool and (h := health(r.name)) and not h.healthy}
-        usable = [(rig, name) for rig, name in candidates if rig.name not in sick]
+        usable = [(rig, lease) for rig, lease in candidates if rig.name not in sick]
         if not usable:
             raise LeaseError(f"{arg}: no healthy rig; {_unhealthy(sick)}; `hil rig check NAME` re-checks one")
-        for rig, name in usable:
+        for rig, lease in usable:
             try:
-                return rig, Lease(name).acquire()
+                return rig, lease.acquire()
             except LeaseError:
+                if os.environ.get(HELD_ENV) == lease.rig_name:
+                    raise  # the lease this process was handed: say why it cannot be used
                 continue
         if time.monotonic() >= deadline:
             raise LeaseError(_busy(arg, usable, sick, wait))
@@ -175,20 +263,26 @@ def lease_rig(arg: str, wait: float = 0.0) -> tuple[Rig, Lease]:
         time.sleep(_POLL)
 
 
-def _candidates(arg: str) -> list[tuple[Rig, str]]:
-    """(rig, lease name) pairs an argument may be leased as, in the order they are tried."""
-    if arg.startswith(POOL_PREFIX):
-        return [(rig, n) for rig in load_pool(arg.removeprefix(POOL_PREFIX)).rigs for n in lease_names(rig)]
+def _candidates(arg: str) -> list[tuple[Rig, Lease]]:
+    """(rig, lease) pairs an argument may be leased as, in the order they are tried (a held lease first)."""
     base, sep, instance = arg.rpartition(INSTANCE_SEP)
-    if sep and instance.isdigit() and os.sep not in arg:
+    if arg.startswith(POOL_PREFIX):
+        found = [
+            (rig, lease) for rig in load_pool(arg.removeprefix(POOL_PREFIX)).rigs for lease in leases(rig)
+        ]
+    elif sep and instance.isdigit() and os.sep not in arg:
         rig = load_rig(base)
-        if f"{rig.name}{INSTANCE_SEP}{instance}" not in lease_names(rig):
+        wanted = f"{rig.name}{INSTANCE_SEP}{instance}"
+        found = [(rig, lease) for lease in leases(rig) if lease.rig_name == wanted]
+        if not found:
             raise RigConfigError(
                 f"rig {rig.name} has no instance {instance}; it has {', '.join(lease_names(rig))}"
             )
-        return [(rig, f"{rig.name}{INSTANCE_SEP}{instance}")]
-    rig = load_rig(arg)
-    return [(rig, n) for n in lease_names(rig)]
+    else:
+        rig = load_rig(arg)
+        found = [(rig, lease) for lease in leases(rig)]
+    held = os.environ.get(HELD_ENV)  # set inside `hil rig hold`: that lease is this process's to use
+    return sorted(found, key=lambda pair: pair[1].rig_name != held)
 
 
 def _pool_files() -> list[Path]:
@@ -202,7 +296,7 @@ def _unhealthy(sick: dict[str, Health]) -> str:
     )
 
 
-def _busy(arg: str, usable: list[tuple[Rig, str]], sick: dict[str, Health], wait: float) -> str:
-    held = "; ".join(f"{name} is leased by {holder(name) or 'nobody (just freed)'}" for _, name in usable)
+def _busy(arg: str, usable: list[tuple[Rig, Lease]], sick: dict[str, Health], wait: float) -> str:
+    held = "; ".join(f"{lease.rig_name} is {lease.leased_by()}" for _, lease in usable)
     skipped = f"; {_unhealthy(sick)}" if sick else ""
     return f"{arg}: no free rig after waiting {wait:.0f} s: {held}{skipped}"

@@ -39,3 +39,11 @@ def test_help_explains_every_command() -> None:
     out = hil("--help")
     for command in ("run", "image", "rig", "release"):
         assert f"    {command} " in out.stdout
+
+
+def test_rig_help_lists_every_technician_command() -> None:
+    out = hil("rig", "--help")
+    for command in ("list", "show", "discover", "power", "flash", "console", "check", "hold"):
+        assert f"    {command} " in out.stdout
+    assert "--force" in hil("rig", "power", "--help").stdout
+    assert "--force" not in hil("rig", "check", "--help").stdout  # a check is how a rig gets healthy again

@@ -3,6 +3,7 @@ the mux, the guarded flasher and pyserial; and the technician's `hil rig` comman
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -69,4 +70,16 @@ def test_technician_flashes_with_confirmation_and_checks_the_rig(
     assert [line.split()[0] for line in checked.stdout.splitlines()[:4]] == ["ok"] * 4
     listed = hil(tmp_path, rigs, "rig", "list")
     assert any(line.startswith(name) and "healthy, checked" in line for line in listed.stdout.splitlines())
+    assert qemu_pids(tmp_path) == []
+    # Power on outlives the command (the relay is recorded closed), its QEMU does not; the next command to
+    # open the twin finds the relay closed and starts the board, then switches it off.
+    powered = hil(tmp_path, rigs, "rig", "power", name, "on")
+    assert (powered.returncode, powered.stdout) == (0, f"{name}: power on\n"), powered.stderr[-2000:]
+    assert qemu_pids(tmp_path) == []
+    relay = cache_dir() / "twin" / name / "relay.json"
+    assert json.loads(relay.read_text())["state"] == "on"
+    off = hil(tmp_path, rigs, "rig", "power", name, "off")
+    assert off.returncode == 0, off.stderr[-2000:]
+    assert "relay closed: board on" in off.stderr
+    assert json.loads(relay.read_text())["state"] == "off"
     assert qemu_pids(tmp_path) == []

@@ -1,4 +1,5 @@
-"""Rig leases: one holder at a time, a clear error naming the holder, and no stale lock after a kill."""
+"""Rig leases: one holder at a time, a clear error naming the holder, no stale lock after a kill, and a
+lease of several pieces of hardware taken whole or not at all."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ HOLD = """
 import sys, time
 from pathlib import Path
 from hil.locking import Lease
-Lease(sys.argv[1], Path(sys.argv[2])).acquire()
+Lease(sys.argv[1], Path(sys.argv[2]), keys=sys.argv[3:]).acquire()
 print("held", flush=True)
 time.sleep(600)
 """
@@ -86,3 +87,26 @@ def test_a_holder_killed_with_sigkill_leaves_the_rig_free(
 def test_other_rigs_are_independent(tmp_path: Path, child_holder: subprocess.Popen) -> None:
     with Lease("bench-2", tmp_path) as lease:
         assert lease.held
+
+
+def test_a_lease_of_shared_hardware_names_the_other_rig_and_keeps_nothing(tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, "bench-a", str(tmp_path), "card-usb-05e3-0751-x", "console-ttyusb0"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        with pytest.raises(LeaseError) as info:
+            Lease("bench-b", tmp_path, keys=["card-usb-1234-5678-y", "console-ttyusb0"]).acquire()
+        assert str(info.value).startswith(
+            f"rig bench-b is leased by {socket.gethostname()}:{child.pid} since "
+        )
+        assert str(info.value).endswith("(as bench-a: the same console-ttyusb0)")
+        assert holder("card-usb-1234-5678-y", tmp_path) is None  # the free card was not kept locked
+        found = Lease("bench-b", tmp_path, keys=["card-usb-1234-5678-y", "console-ttyusb0"]).holder()
+        assert found is not None and (found.pid, found.lease) == (child.pid, "bench-a")
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    with Lease("bench-b", tmp_path, keys=["card-usb-1234-5678-y", "console-ttyusb0"]) as lease:
+        assert lease.held and holder("console-ttyusb0", tmp_path).lease == "bench-b"  # type: ignore[union-attr]

@@ -189,9 +189,38 @@ def test_a_pool_with_no_healthy_rig_fails_at_once_with_the_reasons(lab: Path) ->
         lease_rig("pool:bench", wait=600)
 
 
-def test_a_rig_named_directly_is_leased_even_when_unhealthy(lab: Path) -> None:
+def test_a_rig_named_directly_that_failed_its_check_is_refused_naming_the_check(lab: Path) -> None:
+    _rig(lab, "bench-1", "pool: bench\n")
+    checked = record_health("bench-1", False, "serial: the serial line stayed silent")
+    with pytest.raises(LeaseError) as info:
+        lease_rig("bench-1")
+    assert str(info.value).startswith(
+        "rig bench-1 failed its last check (serial: the serial line stayed silent, checked "
+        f"{checked.checked.isoformat(timespec='seconds')}); `hil rig check bench-1` re-checks it, --force"
+    )
+    with pytest.raises(LeaseError, match="failed its last check"):
+        lease_rig(str(lab / "bench-1.yaml"))
+
+
+def test_an_instance_of_an_unhealthy_virtual_rig_is_refused_too(lab: Path) -> None:
+    _rig(lab, "vm", instances=2)
+    record_health("vm", False, "boot: no login within 180 s")
+    with pytest.raises(LeaseError, match=r"rig vm failed its last check \(boot: no login within 180 s, "):
+        lease_rig("vm#1")
+
+
+def test_a_forced_unhealthy_rig_is_leased(lab: Path) -> None:
     _rig(lab, "bench-1", "pool: bench\n")
     record_health("bench-1", False, "serial silent")
+    rig, lease = lease_rig("bench-1", force=True)
+    lease.release()
+    assert rig.name == "bench-1"
+
+
+def test_a_rig_that_passed_its_check_again_is_leased_without_force(lab: Path) -> None:
+    _rig(lab, "bench-1")
+    record_health("bench-1", False, "serial silent")
+    record_health("bench-1", True)
     rig, lease = lease_rig("bench-1")
     lease.release()
     assert rig.name == "bench-1"
@@ -213,3 +242,41 @@ def test_leases_of_a_pool_die_with_their_holder(lab: Path, holder_of) -> None:
     rig, lease = lease_rig("pool:bench")
     lease.release()
     assert rig.name == "bench-1"
+
+
+def test_a_bad_rig_file_is_skipped_with_a_warning_and_other_pools_keep_working(
+    lab: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _rig(lab, "bench-1", "pool: bench\n")
+    (lab / "broken.yaml").write_text("kind: qemu\ndevice_type: qemux86-64\nqemu:\n  memroy: 5\n")
+    (lab / "binary.yaml").write_bytes(b"\x7fELF\x02\x01\x01\x00")
+    rig, lease = lease_rig("pool:bench")
+    lease.release()
+    assert rig.name == "bench-1"
+    assert [r.name for r in pools()["bench"].rigs] == ["bench-1"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"skipping rig broken: {lab / 'broken.yaml'}:4: qemu.memroy: unknown field" in warnings
+    assert any(
+        w.startswith(f"skipping rig binary: {lab / 'binary.yaml'}:1: not valid YAML") for w in warnings
+    )
+
+
+def test_a_pool_that_lists_a_bad_rig_names_the_rigs_mistake(lab: Path) -> None:
+    _rig(lab, "bench-1", "pool: other\n")
+    _rig(lab, "bench-2", "qemu:\n  memroy: 5\n")
+    (lab / "pools.yaml").write_text("bench:\n  rigs: [bench-2]\n")
+    with pytest.raises(RigConfigError) as info:
+        lease_rig("pool:bench")
+    assert str(info.value) == (
+        f"{lab / 'bench-2.yaml'}:5: qemu.memroy: unknown field; pool bench cannot be used until it is fixed"
+    )
+    assert "bench" not in pools() and "other" in pools()
+
+
+def test_a_bad_rig_file_that_joins_a_pool_stops_that_pool(lab: Path) -> None:
+    _rig(lab, "bench-1", "pool: bench\n")
+    _rig(lab, "bench-2", "pool: bench\n", instances=0)
+    with pytest.raises(
+        RigConfigError, match=r"bench-2\.yaml:3: instances: .*; pool bench cannot be used until"
+    ):
+        load_pool("bench")

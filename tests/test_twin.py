@@ -15,7 +15,7 @@ import pytest
 from hil.drivers.twin import TwinBoard
 from hil.errors import ImageError
 from hil.image import boot_partition
-from hil.os import get_profile
+from hil.pool import health_dir
 from hil.rig import Rig, load_rig
 from tests.e2e import reference_disk
 
@@ -28,11 +28,12 @@ def twin(tmp_path: Path) -> Iterator[TwinBoard]:
     path = tmp_path / f"twin-{uuid.uuid4().hex[:8]}.yaml"
     path.write_text(TWIN_YAML)
     rig: Rig = load_rig(path)
-    ssh_port = get_profile("reference").ssh_port
+    ssh_port = rig.profile.ssh.port
     board = TwinBoard(rig.name, rig.spec, tmp_path / "board", tmp_path / "art", ssh_port)
     yield board
     board.close()
     shutil.rmtree(board.card_file.parent)
+    (health_dir() / f"{rig.name}.json").unlink(missing_ok=True)  # each flash records the card's state
 
 
 def test_the_host_sees_the_card_only_while_the_mux_gives_it_to_the_host(twin: TwinBoard) -> None:
@@ -87,3 +88,72 @@ def test_the_relay_starts_and_stops_the_board_with_its_console_on_a_tty(twin: Tw
     twin.power.off()
     assert not twin.qemu.is_on
     assert not twin.serial_link.exists()
+
+
+class FakeQemu:
+    """Stands in for the twin's QEMU board: records starts and stops, never runs a process."""
+
+    started: list[str] = []
+
+    def __init__(self, name: str, *args: object, **kwargs: object) -> None:
+        self.name, self.is_on, self.pty_path, self.ssh_port = name, False, Path("/dev/null"), 0
+
+    def attach_disk(self, disk: Path | None, fmt: str = "raw") -> None:
+        pass
+
+    def power_on(self, deadline: float) -> None:
+        self.is_on = True
+        FakeQemu.started.append(self.name)
+
+    def power_off(self, grace: float = 10.0) -> None:
+        self.is_on = False
+
+    def close(self) -> None:
+        self.is_on = False
+
+
+@pytest.fixture
+def open_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """Open the same twin as successive hil commands would, each a new TwinBoard on a fake QEMU."""
+    monkeypatch.setattr("hil.drivers.twin.QemuBoard", FakeQemu)
+    FakeQemu.started = []
+    path = tmp_path / f"twin-{uuid.uuid4().hex[:8]}.yaml"
+    path.write_text(TWIN_YAML)
+    rig = load_rig(path)
+    boards: list[TwinBoard] = []
+
+    def open_board() -> TwinBoard:
+        n = len(boards)
+        boards.append(TwinBoard(rig.name, rig.spec, tmp_path / f"board{n}", tmp_path / "art", 22))
+        return boards[-1]
+
+    yield open_board
+    for board in boards:
+        board.close()
+    shutil.rmtree(boards[0].card_file.parent)
+
+
+def test_power_on_outlives_the_command_but_its_board_stops_with_it(open_twin) -> None:
+    command = open_twin()
+    command.power.on()
+    assert command.qemu.is_on
+    command.close()  # the command ends
+    assert not command.qemu.is_on  # no QEMU is left behind
+    assert json.loads(command.relay_record.read_text())["state"] == "on"
+
+
+def test_the_next_process_finds_the_relay_closed_and_starts_the_board(open_twin) -> None:
+    first = open_twin()
+    first.power.on()
+    first.close()
+    FakeQemu.started.clear()
+    later = open_twin()  # `hil rig console`, a test session, a command inside `hil rig hold`
+    assert (later.power.state, later.qemu.is_on, FakeQemu.started) == ("on", True, [later.qemu.name])
+    assert later.serial_link.is_symlink()
+    later.power.off()
+    later.close()
+    assert not open_twin().qemu.is_on  # off stays off
+
+
+def test_a_twin_never_powered_starts_with_its_board_off(open_twin) -> None:
+    assert (open_twin().qemu.is_on, FakeQemu.started) == (False, [])

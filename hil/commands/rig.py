@@ -1,42 +1,58 @@
-"""`hil rig`: what lab technicians do with rigs all day: list, show, power, flash, console, check."""
+"""`hil rig`: the lab technician's commands: list, show, discover, power, flash, console, check, hold.
+
+A command lets go of a rig as it finds it when done: the relay stays as the command left it (`power on`
+leaves the DUT powered), so a technician can power a board and then watch it, across commands. Only a
+virtual board, which lives in the hil process, stops with the command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from hil.errors import HilError
-from hil.rig import VIRTUAL_KINDS, available, load_rig
+from hil.rig import available, load_rig
 
 EXIT_KEY = b"\x1d"  # Ctrl-]
+_SECRET = re.compile(r"(^|_)(psk|password|passphrase|secret|token|api_key)$", re.IGNORECASE)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `hil rig list | show | power | flash | console | check`."""
-    rig = subparsers.add_parser("rig", help="list, power, flash, watch and health-check rigs")
+    """Register `hil rig list | show | discover | power | flash | console | check | hold`."""
+    rig = subparsers.add_parser("rig", help="list, power, flash, watch, hold and health-check rigs")
     sub = rig.add_subparsers(dest="rig_command", metavar="ACTION", required=True)
     sub.add_parser("list", help="rigs: kind, device type, lease holder, health").set_defaults(func=_list)
-    show = sub.add_parser("show", help="a rig's validated definition")
+    show = sub.add_parser("show", help="a rig's validated definition (secrets masked)")
     show.add_argument("name", help="rig name or rig YAML path")
     show.set_defaults(func=_show)
+    sub.add_parser(
+        "discover", help="USB card readers, SD muxes and serial adapters on this host, as rig-file YAML"
+    ).set_defaults(func=_discover)
 
-    def leased(name: str, help_text: str) -> argparse.ArgumentParser:
+    def leased(name: str, help_text: str, forcible: bool = True) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help_text, description=help_text)
         parser.add_argument("name", help="rig name, rig YAML path, or pool:NAME")
         parser.add_argument(
             "--wait", type=float, default=0, metavar="S", help="wait up to S seconds for the rig's lease"
         )
+        if forcible:
+            parser.add_argument(
+                "--force", action="store_true", help="use the rig even though its last check failed"
+            )
         return parser
 
-    power = leased("power", "switch a rig's power (the relay of a physical rig)")
+    power = leased("power", "switch a rig's power (the relay of a physical rig); it stays so afterwards")
     power.add_argument("action", choices=["on", "off", "cycle"])
     power.add_argument(
         "--hold",
         action="store_true",
-        help="keep the rig leased and powered until Ctrl-C (virtual rigs need it)",
+        help="keep the rig leased and powered until Ctrl-C, which powers off (virtual rigs need it)",
     )
     power.set_defaults(func=_power)
     flash = leased("flash", "write an image to a physical or twin rig's card, then read it back")
@@ -48,19 +64,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     console.add_argument("--image", type=Path, help="virtual rigs: image to boot (default: reference)")
     console.add_argument("--log", type=Path, help="also log the session here (default: the rig's log dir)")
     console.set_defaults(func=_console)
-    check = leased("check", "health check: power, mux both ways, card, serial, and a boot with --image")
+    check = leased(
+        "check", "health check: power, mux both ways, card, serial, and a boot with --image", forcible=False
+    )
     check.add_argument("--image", type=Path, help="a known-good image to boot to login")
     check.set_defaults(func=_check)
+    hold = leased(
+        "hold",
+        "hold the rig's lease while a shell ($SHELL, or the command after --) runs; hil commands inside "
+        "use the rig without leasing it again, and the lease ends with the shell or a killed hold",
+    )
+    hold.add_argument(
+        "command", nargs=argparse.REMAINDER, help="after --: the command to run instead of $SHELL"
+    )
+    hold.set_defaults(func=_hold)
 
 
 def _list(args: argparse.Namespace) -> int:
-    from hil.locking import holder
-    from hil.pool import health, lease_names
+    from hil.pool import health, leases
 
     print(f"{'rig':22} {'kind':8} {'device type':18} {'leased by':34} health")
     for name in sorted(available()):
         rig = load_rig(name)
-        holders = [f"{lease}: {held}" for lease in lease_names(rig) if (held := holder(lease))]
+        holders = []
+        for lease in leases(rig):
+            if held := lease.holder():
+                # Another rig file naming the same hardware holds it: say which.
+                alias = f" as {held.lease}" if held.lease and held.lease != lease.rig_name else ""
+                holders.append(f"{lease.rig_name}: {held}{alias}")
         checked = health(name)
         print(f"{name:22} {rig.kind:8} {rig.device_type:18} {'; '.join(holders) or '-':34} "
               f"{checked if checked else 'never checked'}")  # fmt: skip
@@ -68,47 +99,79 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    import json
+
     rig = load_rig(args.name)
     print(f"# {rig.path}")
-    print(rig.spec.model_dump_json(indent=2))
+    print(json.dumps(_masked(rig.spec.model_dump(mode="json")), indent=2))  # SecretStr dumps masked too
+    return 0
+
+
+def _masked(value: Any) -> Any:
+    """The dump with every password-like field masked, wherever it sits (an inline OS profile too)."""
+    if isinstance(value, dict):
+        return {k: "**********" if _SECRET.search(str(k)) and v else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from hil.discover import discover, render, usb_devices
+
+    devices = usb_devices()
+    if found := discover(devices):
+        print(render(found), end="")
+    elif devices:
+        print(f"none of the {len(devices)} USB devices pyusb sees is a card reader, SD mux or serial adapter")
+    else:
+        print("pyusb sees no USB devices on this host: no card reader, SD mux or serial adapter to list")
     return 0
 
 
 @contextmanager
-def _leased_dut(args: argparse.Namespace) -> Iterator:
-    """Lease the rig (waiting as asked) and give its DUT; both are released on the way out."""
+def _leased_dut(args: argparse.Namespace, force: bool | None = None) -> Iterator:
+    """Lease the rig (waiting as asked) and give its DUT; on the way out, let go of both, the rig as it is."""
     from hil.paths import cache_dir
     from hil.pool import lease_rig
     from hil.provision import open_dut
 
-    rig, lease = lease_rig(args.name, wait=args.wait)
+    rig, lease = lease_rig(args.name, wait=args.wait, force=args.force if force is None else force)
     with lease:
         dut = open_dut(rig, cache_dir() / "rig-logs" / rig.name)
         try:
             yield dut
         finally:
-            dut.close()
+            # Not dut.close(): that powers the board off first, as a test session must end.
+            if dut.console is not None:
+                dut.console.close()
+            dut.board.close()
 
 
 def _power(args: argparse.Namespace) -> int:
     import time
 
     with _leased_dut(args) as dut:
-        if dut.rig.kind in VIRTUAL_KINDS and args.action != "off" and not args.hold:
-            raise HilError(f"{dut.rig.name} is a {dut.rig.kind} rig: its board lives in this process; "
+        rig = dut.rig
+        if rig.kind == "qemu" and args.action != "off" and not args.hold:
+            raise HilError(f"{rig.name} is a virtual rig: its board lives in this process; "
                            "use --hold (Ctrl-C powers off) or `hil rig console`")  # fmt: skip
         board = dut.board
         if args.action in ("off", "cycle"):
             board.power_off()
         if args.action == "cycle":
-            time.sleep(dut.rig.spec.power.off_time if hasattr(dut.rig.spec, "power") else 1.0)
+            time.sleep(rig.spec.power.off_time if hasattr(rig.spec, "power") else 1.0)
         if args.action in ("on", "cycle"):
-            if dut.rig.kind == "qemu":
+            if rig.kind == "qemu":
                 from hil.provision import resolve_image
 
-                dut.flash(resolve_image(dut.rig, None))
+                dut.flash(resolve_image(rig, None))
             board.power_on(time.monotonic() + 60)
-        print(f"{dut.rig.name}: power {args.action}")
+        print(f"{rig.name}: power {args.action}")
+        if rig.kind == "twin" and args.action != "off" and not args.hold:
+            print(f"{rig.name}: the relay stays closed; the twin's board runs while a hil process has it "
+                  f"open, so `hil rig console {args.name}` (or a command inside `hil rig hold`) starts it",
+                  file=sys.stderr)  # fmt: skip
         if args.hold:
             print("holding the rig; Ctrl-C powers off and releases it", file=sys.stderr)
             try:
@@ -168,9 +231,10 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from hil.rig import VIRTUAL_KINDS
     from hil.rigcheck import check_rig
 
-    with _leased_dut(args) as dut:
+    with _leased_dut(args, force=True) as dut:  # an unhealthy rig is exactly what a check is for
         image = args.image
         if image is None and dut.rig.kind in VIRTUAL_KINDS:
             from hil.provision import resolve_image
@@ -180,5 +244,40 @@ def _check(args: argparse.Namespace) -> int:
     for step in steps:
         print(f"{'ok  ' if step.ok else 'FAIL'} {step.name:8} {step.detail}")
     healthy = all(s.ok for s in steps)
-    print(f"{dut.rig.name}: {'healthy' if healthy else 'UNHEALTHY: pools skip it until it is checked again'}")
+    verdict = (
+        "healthy" if healthy else "UNHEALTHY: pools skip it, and naming it needs --force, until it passes"
+    )
+    print(f"{dut.rig.name}: {verdict}")
     return 0 if healthy else 1
+
+
+def _hold(args: argparse.Namespace) -> int:
+    import shlex
+    import signal
+    import subprocess
+
+    from hil.hostproc import die_with_parent
+    from hil.locking import HELD_ENV
+    from hil.pool import lease_rig
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = command or [os.environ.get("SHELL") or "/bin/sh"]
+    rig, lease = lease_rig(args.name, wait=args.wait, force=args.force)
+    with lease:
+        print(f"{rig.name}: held as {lease.rig_name} by pid {os.getpid()} while `{shlex.join(command)}` "
+              f"runs; hil commands inside use it ({HELD_ENV}={lease.rig_name})", file=sys.stderr)  # fmt: skip
+        try:
+            # The lease's locks are close-on-exec: the child never holds them, so killing the hold frees the
+            # rig; the child dies with the hold, and hil commands inside stop when it goes (hil.locking).
+            child = subprocess.Popen(
+                command, env={**os.environ, HELD_ENV: lease.rig_name}, preexec_fn=die_with_parent
+            )
+        except OSError as exc:
+            raise HilError(f"cannot run {command[0]}: {exc.strerror}") from None
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the shell's, not the hold's
+        try:
+            status = child.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    print(f"{rig.name}: released", file=sys.stderr)
+    return status if status >= 0 else 128 - status

@@ -5,6 +5,12 @@ would: the relay starts or stops the QEMU board, the mux hands the card (a file 
 reader in a fake sysfs) to the host or to the board. QEMU's serial port is a pty under a fake
 /dev/serial/by-id name, read with pyserial. Pulling the card from a running board cuts its power,
 so the host can never write a card the board is using.
+
+Power between commands: the relay's level is recorded beside the card, as a real relay stays as set,
+but the board (QEMU) runs only inside the hil process that has the twin open, under its lease, and
+stops when that process ends, so no QEMU is ever left behind. `hil rig power twin on` records "on";
+the next process to open the twin (`hil rig console`, a test session, a command inside `hil rig hold`)
+finds the relay closed and starts the board.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class TwinBoard(AutohatBoard):
         # The card outlives the process, as a real one does: `hil rig flash` then `hil rig console` see it.
         self.card_file = cache_dir() / "twin" / name / "card.img"
         self.card_file.parent.mkdir(parents=True, exist_ok=True)
+        self.relay_record = self.card_file.with_name("relay.json")
         identity = CardIdentity(
             spec.card.vendor_id, spec.card.product_id, spec.card.serial, spec.card.by_path
         )
@@ -70,7 +77,6 @@ class TwinBoard(AutohatBoard):
         factory = TwinPinFactory()
         power_pin = factory.pin(spec.power.pin)
         mux_pin = factory.pin(spec.sd_mux.pin)
-        factory.listeners[power_pin] = self._power_line
         factory.listeners[mux_pin] = self._mux_line
         self._mux_pin = mux_pin
         self._mux_line(mux_pin.state)  # the card starts wherever the line rests
@@ -79,7 +85,9 @@ class TwinBoard(AutohatBoard):
         )
         super().__init__(
             name,
-            power=RelayPower(spec.power.pin, spec.power.active_high, pin_factory=factory),
+            power=RelayPower(
+                spec.power.pin, spec.power.active_high, pin_factory=factory, record=self.relay_record
+            ),
             mux=mux,
             console_port=str(self.serial_link),
             baudrate=115200,
@@ -89,6 +97,9 @@ class TwinBoard(AutohatBoard):
             device_type=spec.device_type,
             off_time=spec.power.off_time,
         )
+        factory.listeners[power_pin] = self._power_line
+        if self.power.state == "on":  # the relay rests closed, as the last command left it
+            self._power_line(bool(power_pin.state))
 
     @property
     def card_on_host(self) -> bool:
@@ -122,6 +133,6 @@ class TwinBoard(AutohatBoard):
         return self.qemu.exit_reason()
 
     def close(self) -> None:
-        """Power off, release the pins, remove the fake lab (the card stays, as a real one would)."""
+        """Stop the board, release the pins, remove the fake lab (the card and the relay's record stay)."""
         super().close()
         self.qemu.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import subprocess
@@ -15,12 +16,22 @@ log = logging.getLogger("hil.wifi")
 
 
 def hostapd_config(spec: WifiSpec) -> str:
-    """A WPA2-PSK access point on the rig's interface."""
+    """A WPA2-PSK access point on the rig's interface.
+
+    hostapd reads each value to the end of its line, unquoted: the SSID goes in as hex (`ssid2`), which
+    no byte can break out of, and the passphrase as the 256-bit key WPA2 derives from it (`wpa_psk`), so
+    no passphrase is written to disk. WifiSpec admits only a plain interface name and channel number.
+    """
     return "\n".join([
-        f"interface={spec.interface}", "driver=nl80211", f"ssid={spec.ssid}", "hw_mode=g",
+        f"interface={spec.interface}", "driver=nl80211", f"ssid2={spec.ssid.encode().hex()}", "hw_mode=g",
         f"channel={spec.channel}", "wpa=2", "wpa_key_mgmt=WPA-PSK", "rsn_pairwise=CCMP",
-        f"wpa_passphrase={spec.psk}", "",
+        f"wpa_psk={wpa_psk(spec.psk.get_secret_value(), spec.ssid)}", "",
     ])  # fmt: skip
+
+
+def wpa_psk(passphrase: str, ssid: str) -> str:
+    """The WPA2 pre-shared key of a passphrase on an SSID (IEEE 802.11i: PBKDF2-SHA1, 4096 rounds), in hex."""
+    return hashlib.pbkdf2_hmac("sha1", passphrase.encode(), ssid.encode(), 4096, 32).hex()
 
 
 class WifiAccessPoint:
@@ -62,4 +73,4 @@ class WifiAccessPoint:
 
     def dut_config(self) -> dict[str, object]:
         """What the DUT's config.json needs to join this AP."""
-        return {"wifi": {"ssid": self.spec.ssid, "psk": self.spec.psk}}
+        return {"wifi": {"ssid": self.spec.ssid, "psk": self.spec.psk.get_secret_value()}}
