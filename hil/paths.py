@@ -1,4 +1,4 @@
-"""Where hil keeps what it caches between runs."""
+"""Where hil keeps what it caches between runs, and where it finds its own suites, rigs and policy."""
 
 from __future__ import annotations
 
@@ -17,10 +17,18 @@ def cache_dir() -> Path:
     return path
 
 
+def shipped(name: str) -> Path:
+    """hil's own copy of a default (`suites`, `rigs`, `gate.yaml`): inside the package where a wheel puts
+    it, else at the top of the source checkout hil runs from."""
+    package = Path(__file__).resolve().parent
+    installed = package / name
+    return installed if installed.exists() else package.parent / name
+
+
 def project_dirs(name: str, env: str) -> list[Path]:
-    """Where a project folder (`rigs`, `suites`) is looked up: $ENV (path list), ./NAME, then beside hil."""
+    """Where a project folder (`rigs`, `suites`) is looked up: $ENV (path list), ./NAME, then hil's own."""
     candidates = [Path(p) for p in os.environ.get(env, "").split(os.pathsep) if p]
-    candidates += [Path.cwd() / name, Path(__file__).resolve().parent.parent / name]
+    candidates += [Path.cwd() / name, shipped(name)]
     found: list[Path] = []
     for d in candidates:
         if d.is_dir() and d.resolve() not in found:

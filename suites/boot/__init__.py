@@ -1,0 +1,1 @@
+"""The boot suite (a package: installed, it runs as `pytest --pyargs hil.suites.boot`)."""

@@ -1,0 +1,1 @@
+"""The networking suite (a package: installed, it runs as `pytest --pyargs hil.suites.networking`)."""
