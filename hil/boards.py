@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hil.capabilities import RIG_CAPABILITIES, declared
 from hil.hostproc import tool
-from hil.os.base import OsProfile
+from hil.os.model import OsProfile
 from hil.rig import Rig
 from hil.transport import Transport
 from hil.workdir import make_workdir
@@ -50,9 +51,10 @@ class Board(Protocol):
 
 @dataclass(frozen=True)
 class BoardKind:
-    """How to check a host for a rig kind, and how to build its board."""
+    """How to check a host for a rig kind, its board class (imported on use), and how to build its board."""
 
     preflight: Callable[[Rig], None]
+    board_class: Callable[[], type]
     make: Callable[[Rig, OsProfile, Path], Board]
 
 
@@ -65,13 +67,13 @@ def _qemu_preflight(rig: Rig) -> None:
 def _qemu_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     from hil.drivers.qemu import QemuBoard
 
-    return QemuBoard(rig.name, rig.spec.qemu, make_workdir(rig.name), artifacts, profile.ssh_port)
+    return QemuBoard(rig.name, rig.spec.qemu, make_workdir(rig.name), artifacts, profile.ssh.port)
 
 
 def _autohat_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     from hil.drivers.autohat import AutohatBoard
     from hil.drivers.card import CardIdentity, CardLocator
-    from hil.drivers.power import RelayPower
+    from hil.drivers.power import RelayPower, relay_record
     from hil.drivers.sdmux import GpioSdMux, UsbSdMux
 
     spec = rig.spec
@@ -84,12 +86,12 @@ def _autohat_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     )
     return AutohatBoard(
         rig.name,
-        power=RelayPower(spec.power.pin, spec.power.active_high),
+        power=RelayPower(spec.power.pin, spec.power.active_high, record=relay_record(spec.power.pin)),
         mux=mux,
         console_port=spec.console.port,
         baudrate=spec.console.baudrate,
         ssh_host=spec.network.ssh_host,
-        ssh_port=spec.network.ssh_port or profile.ssh_port,
+        ssh_port=spec.network.ssh_port or profile.ssh.port,
         max_card_bytes=int(card.max_size),
         device_type=rig.device_type,
         off_time=spec.power.off_time,
@@ -103,7 +105,7 @@ def _autohat_preflight(rig: Rig) -> None:
 def _twin_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     from hil.drivers.twin import TwinBoard
 
-    return TwinBoard(rig.name, rig.spec, make_workdir(rig.name), artifacts, profile.ssh_port)
+    return TwinBoard(rig.name, rig.spec, make_workdir(rig.name), artifacts, profile.ssh.port)
 
 
 def _twin_preflight(rig: Rig) -> None:
@@ -111,11 +113,38 @@ def _twin_preflight(rig: Rig) -> None:
     _autohat_preflight(rig)
 
 
+def _qemu_class() -> type:
+    from hil.drivers.qemu import QemuBoard
+
+    return QemuBoard
+
+
+def _autohat_class() -> type:
+    from hil.drivers.autohat import AutohatBoard
+
+    return AutohatBoard
+
+
+def _twin_class() -> type:
+    from hil.drivers.twin import TwinBoard
+
+    return TwinBoard
+
+
 BOARD_KINDS: dict[str, BoardKind] = {
-    "qemu": BoardKind(_qemu_preflight, _qemu_board),
-    "autohat": BoardKind(_autohat_preflight, _autohat_board),
-    "twin": BoardKind(_twin_preflight, _twin_board),
+    "qemu": BoardKind(_qemu_preflight, _qemu_class, _qemu_board),
+    "autohat": BoardKind(_autohat_preflight, _autohat_class, _autohat_board),
+    "twin": BoardKind(_twin_preflight, _twin_class, _twin_board),
 }
+
+
+def rig_capabilities(rig: Rig) -> frozenset[str]:
+    """What the rig can do beyond power, console and SSH: its board's capabilities and the rig file's."""
+    network = getattr(rig.spec, "network", None)
+    wifi = network is not None and network.wifi is not None
+    return declared(BOARD_KINDS[rig.kind].board_class()) | frozenset(
+        name for name in RIG_CAPABILITIES if name == "wifi" and wifi
+    )
 
 
 def preflight(rig: Rig) -> None:

@@ -11,7 +11,13 @@ from hil import __version__
 from hil.errors import HilError, ImageError, RigConfigError, ToolMissing
 
 # Command modules, each with add_parser(subparsers); imported lazily so `hil --help` stays fast.
-COMMANDS = ("hil.commands.run", "hil.commands.image", "hil.commands.rig", "hil.release.cli")
+COMMANDS = (
+    "hil.commands.run",
+    "hil.commands.image",
+    "hil.commands.rig",
+    "hil.commands.os",
+    "hil.release.cli",
+)
 USAGE_ERRORS = (RigConfigError, ToolMissing, ImageError)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 from hil.console_text import KERNEL_LINE, TextCleaner, strip_kernel_lines, tolerant
-from hil.errors import ConsoleClosed, ConsoleTimeout, HilError
+from hil.errors import ConsoleClosed, ConsoleTimeout, LoginRefused
 from hil.result import CommandResult
 from hil.transport import Transport
 
@@ -129,7 +129,7 @@ class Console:
                 if _REFUSED.search(seen):
                     refusals += 1
                     if refusals >= _MAX_REFUSALS:
-                        raise HilError(
+                        raise LoginRefused(
                             f"{self.name}: logging in as {username!r} was refused {refusals} times; "
                             f"check the user name and password. {self._evidence()}"
                         )
@@ -139,6 +139,19 @@ class Console:
             elif self._frame_shell(deadline):
                 log.info("%s: logged in as %s", self.name, username)
                 return
+
+    def await_login_prompt(self, login_prompt: str, *, timeout: float, wake: bool = True) -> None:
+        """Wait until the console offers a login, without logging in (an OS hil has no password for)."""
+        deadline = time.monotonic() + timeout
+        prompts = {"login": re.compile(login_prompt, re.MULTILINE)}
+        with self._cond:
+            self._cursor = self._text.rfind("\n", 0, self._cursor) + 1
+        while True:
+            state, _ = self._await_prompt(prompts, deadline, timeout, "a login prompt")
+            if state is not None:
+                return
+            if wake:
+                self.sendline()
 
     def run(self, command: str, timeout: float) -> CommandResult:
         """Run `command` in the shell and return its output and exit status, framed by unique markers."""

@@ -11,6 +11,23 @@ class RigConfigError(HilError):
     """A rig file (or another user-written YAML) is wrong: names the file, line and field."""
 
 
+class CredentialsError(RigConfigError):
+    """A credential the OS profile or rig names cannot be had (an unset password_env, an unreadable key)."""
+
+
+class LoginRefused(HilError):
+    """The DUT's console refused the login: a wrong user or password."""
+
+
+class Unsupported(HilError):
+    """The rig or the OS lacks what a test needs; the plugin turns it into a skip that names it."""
+
+    def __init__(self, message: str, *, feature: str | None = None, capability: str | None = None) -> None:
+        super().__init__(message)
+        self.feature = feature
+        self.capability = capability
+
+
 class ImageError(HilError):
     """An image is missing, corrupt, or built for another device type."""
 

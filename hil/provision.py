@@ -8,7 +8,6 @@ from pathlib import Path
 from hil.boards import make_board
 from hil.dut import Dut
 from hil.errors import ImageError
-from hil.os import get_profile
 from hil.rig import VIRTUAL_KINDS, Rig
 
 log = logging.getLogger("hil.provision")
@@ -29,6 +28,5 @@ def resolve_image(rig: Rig, image: Path | None, version: str = "1.0.0") -> Path:
 
 def open_dut(rig: Rig, artifacts: Path) -> Dut:
     """A powered-off DUT on `rig`, its logs going to `artifacts`."""
-    profile = get_profile(rig.spec.os)
     artifacts.mkdir(parents=True, exist_ok=True)
-    return Dut(rig, profile, make_board(rig, profile, artifacts), artifacts)
+    return Dut(rig, make_board(rig, rig.profile, artifacts), artifacts)

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from hil import yamlconf
 from hil.errors import RigConfigError
+from hil.os.loader import load_inline
+from hil.os.model import OsProfile
 from hil.paths import project_dirs
 
 
@@ -38,11 +51,25 @@ class QemuSpec(_Strict):
     rtc_base: str | None = Field(None, description="QEMU -rtc base=..., e.g. 2020-01-01T00:00:00")
 
 
+class Credentials(_Strict):
+    """How hil gets into this rig's DUT, over its OS profile's defaults (secrets stay out of logs)."""
+
+    login_user: str | None = None
+    password: SecretStr | None = Field(None, description="console password (prefer password_env)")
+    password_env: str | None = Field(None, description="environment variable holding the console password")
+    ssh_user: str | None = None
+    ssh_port: PositiveInt | None = None
+    key_file: Path | None = Field(None, description="a private key the DUT accepts (relative to this file)")
+
+
 class _RigBase(_Strict):
     """What every rig kind states: the device type its DUT is, the OS profile, its pool and bounds."""
 
     device_type: str
-    os: str = "reference"
+    os: str | dict[str, Any] = Field(
+        "reference", description="OS profile name, or a profile inline (a mapping that extends one)"
+    )
+    credentials: Credentials | None = None
     description: str = ""
     pool: str | None = Field(None, description="pool this rig serves (--rig pool:NAME)")
     timeouts: Timeouts = Timeouts()
@@ -107,13 +134,36 @@ class ConsoleSpec(_Strict):
 
 
 class WifiSpec(_Strict):
-    """An access point the rig brings up on a host interface for the DUT to join."""
+    """An access point the rig brings up on a host interface for the DUT to join.
 
-    interface: str
-    ssid: str
-    psk: str = Field(min_length=8, max_length=63, description="WPA2 passphrase")
+    Each value lands on a line of hostapd's configuration, where a newline would start a directive of the
+    file's author's choosing: only what the standards allow gets through, and the PSK stays masked.
+    """
+
+    interface: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,15}$", description="host wifi interface, e.g. wlan1")
+    ssid: str = Field(description="1 to 32 bytes, no control characters")
+    psk: SecretStr = Field(description="WPA2 passphrase: 8 to 63 printable ASCII characters")
     channel: PositiveInt = 6
     backend: Literal["hostapd"] = "hostapd"
+
+    @field_validator("ssid")
+    @classmethod
+    def _ssid_is_one_plain_line(cls, ssid: str) -> str:
+        if not 1 <= len(ssid.encode()) <= 32:
+            raise ValueError(f"an SSID is 1 to 32 bytes, this one is {len(ssid.encode())}")
+        if bad := next((c for c in ssid if unicodedata.category(c) == "Cc"), None):
+            raise ValueError(f"control character {bad!r} in the SSID (it would inject hostapd settings)")
+        return ssid
+
+    @field_validator("psk")
+    @classmethod
+    def _psk_is_a_wpa2_passphrase(cls, psk: SecretStr) -> SecretStr:
+        text = psk.get_secret_value()  # the messages never quote it
+        if not 8 <= len(text) <= 63:
+            raise ValueError(f"a WPA2 passphrase is 8 to 63 characters, this one has {len(text)}")
+        if not all(" " <= c <= "~" for c in text):
+            raise ValueError("a WPA2 passphrase is printable ASCII only (no control or non-ASCII characters)")
+        return psk
 
 
 class NetworkSpec(_Strict):
@@ -159,6 +209,7 @@ class Rig:
     name: str
     path: Path
     spec: RigSpec
+    profile: OsProfile
 
     @property
     def kind(self) -> str:
@@ -191,9 +242,7 @@ def load_rig(name_or_path: str | Path) -> Rig:
     """Load a rig by name (from the rig directories) or by the path of its YAML file."""
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or os.sep in text:
-        path = Path(text)
-        if not path.is_file():
-            raise RigConfigError(f"rig file {path} does not exist")
+        path = Path(text)  # read_yaml says why a path cannot be read (missing, a directory, ...)
     else:
         rigs = available()
         if text not in rigs:
@@ -204,4 +253,7 @@ def load_rig(name_or_path: str | Path) -> Rig:
     if not isinstance(data, dict):
         raise RigConfigError(f"{path}:1: a rig file is a mapping of fields (kind, device_type, ...)")
     spec = yamlconf.validate(RigSpec, data, lines, path, RigConfigError)  # type: ignore[arg-type]
-    return Rig(name=path.stem, path=path, spec=spec)
+    credentials = {k: v for k, v in (data.get("credentials") or {}).items() if v is not None}
+    profile = load_inline(data.get("os", spec.os), default_name=path.stem, where=path, lines=lines,
+                          credentials=credentials)  # fmt: skip
+    return Rig(name=path.stem, path=path, spec=spec, profile=profile)

@@ -14,7 +14,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hil.errors import SshError
+from hil.errors import CredentialsError, SshError
 from hil.result import CommandResult
 
 log = logging.getLogger("hil.ssh")
@@ -32,6 +32,40 @@ def generate_key() -> tuple[paramiko.PKey, str]:
     ).decode()
     key = paramiko.Ed25519Key.from_private_key(io.StringIO(pem))
     return key, f"{key.get_name()} {key.get_base64()} hil"
+
+
+def load_key(path: Path) -> tuple[paramiko.PKey, str]:
+    """A user's private key file (the DUT already accepts it), with its public line."""
+    try:
+        key = paramiko.PKey.from_path(path)
+    except FileNotFoundError:
+        raise CredentialsError(f"SSH key file {path} does not exist") from None
+    except PermissionError:
+        raise CredentialsError(f"SSH key file {path} is not readable by this user") from None
+    except paramiko.PasswordRequiredException:
+        raise CredentialsError(
+            f"SSH key file {path} is encrypted; hil needs a key without a passphrase"
+        ) from None
+    except (paramiko.SSHException, ValueError, OSError) as exc:
+        raise CredentialsError(f"SSH key file {path} is not a private key hil can read: {exc}") from None
+    return key, f"{key.get_name()} {key.get_base64()} hil"
+
+
+def authorize_key_command(user: str, public_key: str) -> str:
+    """Shell that appends `public_key` to `user`'s authorized_keys once, with the modes sshd insists on.
+
+    Runs in any POSIX shell (busybox included): the home directory comes from /etc/passwd, and where
+    SELinux labels files, restorecon gives the new ones the label sshd may read.
+    """
+    u, k = shlex.quote(user), shlex.quote(public_key)
+    return (
+        f"h=$(awk -F: -v u={u} '$1 == u {{print $6}}' /etc/passwd) && [ -n \"$h\" ] && "
+        'mkdir -p "$h/.ssh" && touch "$h/.ssh/authorized_keys" && '
+        f'{{ grep -qxF {k} "$h/.ssh/authorized_keys" || '
+        f"printf '%s\\n' {k} >>\"$h/.ssh/authorized_keys\"; }} && "
+        f'chmod 700 "$h/.ssh" && chmod 600 "$h/.ssh/authorized_keys" && chown -R {u} "$h/.ssh" && '
+        '{ ! command -v restorecon >/dev/null 2>&1 || restorecon -R "$h/.ssh"; }'
+    )
 
 
 class HostKeyPin(paramiko.MissingHostKeyPolicy):

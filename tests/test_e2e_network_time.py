@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hil.images.reference import build_reference
-from hil.os.reference import REFERENCE
+from hil.os import get_profile
 from tests.e2e import leftover_disks, qemu_pids, reference_disk, run_pytest, write_rig
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
@@ -46,7 +46,7 @@ def test_an_image_without_a_dhcp_client_fails_networking_naming_the_missing_leas
     image = build_reference("1.0.0", "no-dhcp", log=lambda _: None).disk
     output, status, _ = _run_suites(tmp_path, image, "suites/networking", "-x", timeout=300)
     assert status == 1, output[-3000:]
-    bound = REFERENCE.bound("dhcp_lease")
+    bound = get_profile("reference").bounds.dhcp_lease
     assert f"no DHCP lease: eth0 has no IPv4 address {bound:.0f} s after boot" in output
     assert "DHCP client processes: none" in output
 
@@ -55,5 +55,5 @@ def test_an_image_without_chrony_fails_time_sync_naming_the_missing_sync(tmp_pat
     image = build_reference("1.0.0", "no-chrony", log=lambda _: None).disk
     output, status, _ = _run_suites(tmp_path, image, "suites/time_sync", "-x", timeout=300)
     assert status == 1, output[-3000:]
-    bound = REFERENCE.bound("ntp_sync")
+    bound = get_profile("reference").bounds.ntp_sync
     assert f"no NTP sync: chrony on the DUT selected no source within {bound:.0f} s" in output

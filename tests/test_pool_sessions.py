@@ -43,12 +43,12 @@ def test_uses_the_rig(rig):
 RECORDS = """
 import os
 import pytest
-from hil.pytest_plugin import _RUN
+from hil.pytest_session import RUN
 
 @pytest.mark.parametrize("n", range(4))
 def test_records_the_run(hil_suite_property, pytestconfig, n):
     hil_suite_property("hil.device_type", "qemux86-64")
-    hil_suite_property("hil.run_id", pytestconfig.stash[_RUN].run_id)
+    hil_suite_property("hil.run_id", pytestconfig.stash[RUN].run_id)
     hil_suite_property("worker", os.environ["PYTEST_XDIST_WORKER"])
 """
 

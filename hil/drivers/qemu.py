@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from hil.capabilities import LinkControl, NetworkCapture, RtcControl
 from hil.drivers.accel import Accel, pick_accel
 from hil.drivers.qmp import QmpLink
 from hil.drivers.socket_console import UnixSocketTransport
@@ -38,6 +39,8 @@ def preflight(spec: QemuSpec) -> None:
 
 class QemuBoard:
     """One QEMU virtual board; `workdir` holds its temporary disks, `artifacts` its logs."""
+
+    provides = (LinkControl, NetworkCapture, RtcControl)
 
     def __init__(
         self, name: str, spec: QemuSpec, workdir: Path, artifacts: Path, ssh_guest_port: int,
@@ -247,6 +250,12 @@ class QemuBoard:
     def reset(self) -> None:
         """Press the reset button (a warm reset of the whole machine)."""
         self.qmp("system_reset")
+
+    def set_rtc_base(self, base: str) -> None:
+        """Start the board's clock at `base` from the next power-on until the next flash."""
+        if self.is_on:
+            raise QemuError(f"board {self.name} is powered; its RTC base applies from the next power-on")
+        self.rtc_base = base
 
     def set_link(self, up: bool) -> None:
         """Plug or unplug the board's network cable."""

@@ -1,19 +1,13 @@
-"""OS profiles: what differs between operating systems under test, in one table."""
+"""OS profiles: what differs between operating systems under test, as data (see model and loader)."""
 
 from __future__ import annotations
 
-from hil.errors import RigConfigError
-from hil.os.balenaos import BALENAOS
-from hil.os.base import OsProfile
-from hil.os.generic import GENERIC
-from hil.os.reference import REFERENCE
+from hil.os.loader import available, load_profile
+from hil.os.model import FEATURES, OsProfile
 
-PROFILES: dict[str, OsProfile] = {p.name: p for p in (REFERENCE, BALENAOS, GENERIC)}
+__all__ = ["FEATURES", "OsProfile", "available", "get_profile"]
 
 
 def get_profile(name: str) -> OsProfile:
-    """The profile called `name`; an unknown name lists the known ones."""
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise RigConfigError(f"unknown OS profile {name!r}; known: {', '.join(sorted(PROFILES))}") from None
+    """The profile called `name` (a user's, or one hil ships); an unknown name lists the known ones."""
+    return load_profile(name)

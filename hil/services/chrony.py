@@ -43,7 +43,7 @@ class Source:
 def chrony_sources(dut: Dut) -> list[Source]:
     """chrony's sources on the DUT ([] when chronyd does not answer)."""
     sources = []
-    for line in dut.run(f"{dut.profile.chronyc} -c -n sources").output.splitlines():
+    for line in dut.run(f"{dut.profile.time.chronyc} -c -n sources").output.splitlines():
         fields = line.split(",")
         if len(fields) >= 6 and fields[0] in "^=#":
             sources.append(Source(fields[1], fields[2], int(fields[5], 8)))
@@ -52,7 +52,7 @@ def chrony_sources(dut: Dut) -> list[Source]:
 
 def chrony_tracking(dut: Dut) -> dict[str, str]:
     """`chronyc tracking` as field -> value, or {"error": what chronyc said} when chronyd does not answer."""
-    out = dut.run(f"{dut.profile.chronyc} -n tracking")
+    out = dut.run(f"{dut.profile.time.chronyc} -n tracking")
     fields = dict(line.split(" : ", 1) for line in out.output.splitlines() if " : " in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     return fields if out.ok and fields else {"error": out.output.strip() or f"exit {out.exit_code}"}
@@ -60,7 +60,7 @@ def chrony_tracking(dut: Dut) -> dict[str, str]:
 
 def await_sync(dut: Dut, server: str) -> float:
     """Seconds until chrony selects a source; fails naming the missing sync after the profile's bound."""
-    bound = dut.profile.bound("ntp_sync")
+    bound = dut.profile.bounds.ntp_sync
     selected, waited = wait_for(lambda: [s for s in chrony_sources(dut) if s.selected], bound)
     if not selected:
         tracking = chrony_tracking(dut)
@@ -81,7 +81,7 @@ def fast_polling(dut: Dut, address: str) -> Iterator[None]:
     What is checked is chrony's own reaction (a source lost, found, a step detected); at the default
     intervals each would take minutes of waiting for the next poll.
     """
-    chronyc = dut.profile.chronyc
+    chronyc = dut.profile.time.chronyc
     # A new interval applies from the next poll, which may be a minute away: a one-sample burst polls now
     # and reschedules.
     dut.run(

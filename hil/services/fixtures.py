@@ -1,4 +1,4 @@
-"""pytest fixtures for the rig-side services, and the `requires(feature)` skip; loaded by suites/conftest.py.
+"""pytest fixtures for the rig-side services; loaded with hil's pytest plugin wherever hil is installed.
 
 Servers are session-scoped: one NTP, DNS, HTTP and HTTPS server per run, each on its own free port.
 """
@@ -97,16 +97,3 @@ def https_server(
     server = _started(HttpServer(root, server_identity))
     yield server
     server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _requires(request: pytest.FixtureRequest) -> None:
-    """Skip a `requires(feature)`-marked test on a rig without that feature, naming what the rig has."""
-    needed = [f for marker in request.node.iter_markers("requires") for f in marker.args]
-    if not needed:
-        return
-    rig: Rig = request.getfixturevalue("rig")
-    missing = [f for f in needed if f not in rig.features]
-    if missing:
-        offers = ", ".join(sorted(rig.features)) or "no optional features"
-        pytest.skip(f"needs a rig with {', '.join(missing)}; rig {rig.name} ({rig.kind}) has {offers}")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from hil.dut import Dut
+from hil.errors import HilError
 
 T = TypeVar("T")
 
@@ -29,12 +30,22 @@ def run_on(dut: Dut, command: str, console: bool) -> str:
     return (dut.console_run(command) if console else dut.run(command)).output
 
 
+# The default route's interface; before there is one (no lease yet), the first interface backed by a
+# device, which leaves out loopback, bridges and the virtual interfaces container engines add.
+_WIRED = (
+    "ip -4 route show default | awk '{for (i = 1; i < NF; i++) if ($i == \"dev\") {print $(i + 1); exit}}' "
+    '| grep . || for i in /sys/class/net/*; do [ -e "$i/device" ] && echo "${i##*/}"; done | head -n 1'
+)
+
+
 def wired_interface(dut: Dut, console: bool = False) -> str:
-    """The DUT's wired interface: the profile's, or the first one that is not loopback."""
-    if dut.profile.wired_interface:
-        return dut.profile.wired_interface
-    out = run_on(dut, "ls /sys/class/net | grep -v -x lo | head -n 1", console).strip()
-    return out or "eth0"
+    """The DUT's wired interface: the profile's, else the default route's (or the first real device's)."""
+    if dut.profile.network.wired_interface:
+        return dut.profile.network.wired_interface
+    out = run_on(dut, _WIRED, console).strip().splitlines()
+    if not out:
+        raise HilError(f"{dut.rig.name}: no network interface backed by a device on the DUT")
+    return out[0]
 
 
 def ipv4_lease(dut: Dut, interface: str, console: bool = False) -> ipaddress.IPv4Interface | None:
@@ -75,6 +86,6 @@ class ClockReading:
 def read_clock(dut: Dut) -> ClockReading:
     """Read the DUT's clock once through the profile's clock command."""
     before = time.time()
-    out = dut.run(dut.profile.clock_command).check().output.strip()
+    out = dut.run(dut.profile.time.clock_command).check().output.strip()
     after = time.time()
     return ClockReading(float(out.split()[-1]) - (before + after) / 2, (after - before) / 2)

@@ -10,7 +10,7 @@ Base and target, as meta-balena's HUP suite chooses them:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from hil.dut import Dut
-from hil.errors import HilError, ImageError
+from hil.errors import ImageError
 from hil.image import read_info
+from hil.image_hash import image_sha256
 from hil.images.bundle import read_manifest
-from hil.provision import VIRTUAL_KINDS
-from hil.rig import Rig
+from hil.rig import VIRTUAL_KINDS, Rig
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,9 @@ def _plan(rig: Rig, image: Path, bundle: Path | None) -> UpdatePlan:
 @pytest.fixture(scope="session")
 def update_plan(rig: Rig, dut_image: Path, update_bundle: Path | None, hil_suite_property: Any) -> UpdatePlan:
     """Base image and target bundle for the session."""
-    try:
-        plan = _plan(rig, dut_image, update_bundle)
-    except HilError as exc:
-        pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+    plan = _plan(rig, dut_image, update_bundle)
     hil_suite_property("hil.update_base", str(plan.base))
+    hil_suite_property("hil.update_base_sha256", image_sha256(plan.base))  # flashed on purpose; not judged
     hil_suite_property("hil.update_bundle", str(plan.bundle))
     if plan.target_version:
         hil_suite_property("hil.os_version", plan.target_version)
@@ -105,18 +103,8 @@ def variant_bundle(rig: Rig, update_plan: UpdatePlan) -> Callable[[str], Path]:
     return build
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _leave_the_image_under_test_flashed(_hil_dut: Dut, dut_image: Path) -> Iterator[None]:
-    """Suites that run after this one get the DUT as the plugin gave it, not a base or updated OS."""
-    yield
-    _hil_dut.flash(dut_image)
-
-
 @pytest.fixture
-def fresh_dut(_hil_dut: Dut, update_plan: UpdatePlan) -> Dut:
-    """The DUT reflashed with the base image and booted: every test here starts from it."""
-    try:
-        _hil_dut.flash(update_plan.base)
-        return _hil_dut.boot()
-    except HilError as exc:
-        pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+def fresh_dut(reflash_dut: Callable[..., Dut], update_plan: UpdatePlan) -> Dut:
+    """The DUT reflashed with the base image and booted: every test here starts from it (the module's
+    end flashes the image under test back for later suites)."""
+    return reflash_dut(image=update_plan.base)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from hil.dut import Dut, State
+from hil.dut import Dut
 from hil.errors import ConsoleTimeout
 from hil.images.bundle import make_foreign_bundle, truncate_bundle
 from hil.result import CommandResult
@@ -23,7 +23,7 @@ from hil.result import CommandResult
 if TYPE_CHECKING:
     from suites.hostapp_update.conftest import UpdatePlan
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.requires_os("ab-update")]
 
 CANARY = "hil-update-canary"
 UPDATE_LOG = "/tmp/hil-hostapp-update.log"
@@ -47,21 +47,22 @@ def _out(dut: Dut, command: str) -> str:
 
 def os_state(dut: Dut) -> OsState:
     """Read slot, version, boot environment, pending flag and rollback breadcrumbs over SSH."""
-    profile = dut.profile
-    names = " ".join(shlex.quote(name) for name in profile.rollback_breadcrumbs.values())
-    present = set(_out(dut, f"cd {profile.state_dir} && ls -1 {names} 2>/dev/null; true").split())
+    profile, update = dut.profile, dut.profile.update
+    assert update is not None and profile.identity.version_command  # requires_os("ab-update")
+    names = " ".join(shlex.quote(name) for name in update.rollback_breadcrumbs.values())
+    present = set(_out(dut, f"cd {shlex.quote(update.state_dir)} && ls -1 {names} 2>/dev/null; true").split())
     return OsState(
-        slot=_out(dut, profile.booted_slot_command),
-        version=_out(dut, profile.version_command),
-        boot_env=_out(dut, profile.boot_env_command),
-        pending=_out(dut, profile.pending_update_command),
-        rollbacks=frozenset(role for role, name in profile.rollback_breadcrumbs.items() if name in present),
+        slot=_out(dut, profile.boot.root_command),
+        version=_out(dut, profile.identity.version_command),
+        boot_env=_out(dut, update.boot_env_command),
+        pending=_out(dut, update.pending_command),
+        rollbacks=frozenset(role for role, name in update.rollback_breadcrumbs.items() if name in present),
     )
 
 
 def put_bundle(dut: Dut, bundle: Path) -> str:
     """Copy a bundle to the DUT's data partition, synced so a power cut cannot take it; its remote path."""
-    remote = f"{dut.profile.data_dir}/{bundle.name}"
+    remote = f"{dut.profile.update.data_dir}/{bundle.name}"
     dut.put(bundle, remote)
     dut.run("sync").check()
     return remote
@@ -69,32 +70,32 @@ def put_bundle(dut: Dut, bundle: Path) -> str:
 
 def install(dut: Dut, remote: str) -> CommandResult:
     """Run the OS's update command on a bundle already on the DUT."""
-    command = dut.profile.update_command.format(bundle=shlex.quote(remote))
-    return dut.run(command, timeout=dut.profile.bound("update_write"))
+    update = dut.profile.update
+    return dut.run(update.command.render(bundle=remote), timeout=update.bounds.write)
 
 
-def reboot_into(dut: Dut, after: str, bound: str, *, through_trial: bool = False) -> None:
-    """Reboot from the console and log in again; `through_trial`: the first boot reboots by itself first."""
-    dut.transition(State.BOOTED)
+def reboot_into(dut: Dut, after: str, bound: float, *, through_trial: bool = False) -> None:
+    """Reboot and log in again within `bound` s; `through_trial`: the first boot reboots by itself first."""
+    dut.request_reboot()
     assert dut.console is not None
-    dut.console.sendline(dut.profile.reboot_command)
     if through_trial:
-        limit = dut.profile.bound("update_reboot")
+        limit, boot = dut.profile.update.bounds.reboot, dut.profile.boot
         try:
-            dut.console.expect(dut.profile.restart_pattern, limit)
+            dut.console.expect(boot.restart_pattern, limit)
         except ConsoleTimeout:
-            pytest.fail(f"the DUT did not restart within {limit:.0f} s of `{dut.profile.reboot_command}`; "
+            pytest.fail(f"the DUT did not restart within {limit:.0f} s of `{boot.reboot_command}`; "
                         f"last console lines:\n{dut.console.tail(10)}", pytrace=False)  # fmt: skip
-    dut.wait_for_reboot(after, timeout=dut.profile.bound(bound))
+    dut.wait_for_reboot(after, timeout=bound)
 
 
 def update(dut: Dut, remote: str, after: str = "reboot into the update") -> None:
     """Install a bundle already on the DUT, reboot into it, and wait until the OS has judged it."""
     install(dut, remote).check()
-    reboot_into(dut, after, "update_reboot")
-    limit = dut.profile.bound("update_commit")
+    update = dut.profile.update
+    reboot_into(dut, after, update.bounds.reboot)
+    limit = update.bounds.commit
     deadline = time.monotonic() + limit
-    while _out(dut, dut.profile.pending_update_command) != "0":
+    while _out(dut, update.pending_command) != "0":
         if time.monotonic() > deadline:
             pytest.fail(
                 f"the update was neither committed nor rolled back within {limit:.0f} s after {after}"
@@ -104,8 +105,9 @@ def update(dut: Dut, remote: str, after: str = "reboot into the update") -> None
 
 def assert_healthy(dut: Dut) -> None:
     """The profile's definition of healthy: each of its services runs."""
-    for role, process in dut.profile.services.items():
-        assert dut.run(f"pidof {process}").ok, f"{role} service {process} is not running"
+    services = dut.profile.services
+    for role, service in services.roles.items():
+        assert dut.run(services.check.render(name=service)).ok, f"{role} service {service} is not running"
 
 
 def assert_back_on(dut: Dut, before: OsState, rollback: str) -> None:
@@ -113,7 +115,7 @@ def assert_back_on(dut: Dut, before: OsState, rollback: str) -> None:
     after = os_state(dut)
     assert (after.slot, after.version) == (before.slot, before.version)
     assert after.pending == "0", f"an update is still pending after the {rollback} rollback"
-    assert rollback in after.rollbacks, f"no {dut.profile.rollback_breadcrumbs[rollback]} breadcrumb"
+    assert rollback in after.rollbacks, f"no {dut.profile.update.rollback_breadcrumbs[rollback]} breadcrumb"
     assert_healthy(dut)
 
 
@@ -134,11 +136,11 @@ def test_update_lands_in_the_other_root_and_keeps_data_and_config(
     fresh_dut: Dut, update_plan: UpdatePlan
 ) -> None:
     dut, profile = fresh_dut, fresh_dut.profile
-    canary = f"{profile.data_dir}/{CANARY}"
+    canary = f"{profile.update.data_dir}/{CANARY}"
     data_sum = _out(
         dut, f"dd if=/dev/urandom of={canary} bs=64k count=16 2>/dev/null && sync && sha256sum {canary}"
     )
-    config_sum = _out(dut, f"sha256sum {profile.config_path}")
+    config_sum = _out(dut, f"sha256sum {profile.layout.config_path}")
     before = os_state(dut)
     assert before.rollbacks == frozenset()
 
@@ -146,7 +148,7 @@ def test_update_lands_in_the_other_root_and_keeps_data_and_config(
 
     assert_updated(dut, before, update_plan)
     assert _out(dut, f"sha256sum {canary}") == data_sum
-    assert _out(dut, f"sha256sum {profile.config_path}") == config_sum
+    assert _out(dut, f"sha256sum {profile.layout.config_path}") == config_sum
 
 
 def test_update_twice_returns_to_the_first_root(fresh_dut: Dut, update_plan: UpdatePlan) -> None:
@@ -170,7 +172,7 @@ def test_update_whose_health_check_fails_rolls_back(
     before = os_state(dut)
     install(dut, put_bundle(dut, bundle)).check()
     # The trial boot comes up, fails its health check and reboots into the old root by itself.
-    reboot_into(dut, "rollback-health reboot", "rollback_health", through_trial=True)
+    reboot_into(dut, "rollback-health reboot", dut.profile.update.bounds.rollback_health, through_trial=True)
     assert_back_on(dut, before, "health")
     assert "altboot" not in os_state(dut).rollbacks
 
@@ -183,7 +185,7 @@ def test_update_that_never_boots_rolls_back_and_a_good_update_then_lands(
     before = os_state(dut)
     install(dut, put_bundle(dut, bundle)).check()
     # Each try of the new root panics and resets (no orderly restart line) until the bootloader gives up.
-    reboot_into(dut, "rollback-altboot reboot", "rollback_altboot")
+    reboot_into(dut, "rollback-altboot reboot", dut.profile.update.bounds.rollback_altboot)
     assert_back_on(dut, before, "altboot")
     # The device is not stuck: the next update lands, and its breadcrumbs describe that update only.
     update(dut, put_bundle(dut, update_plan.bundle), "reboot into a good update after the rollback")
@@ -192,13 +194,15 @@ def test_update_that_never_boots_rolls_back_and_a_good_update_then_lands(
 
 def _cut_power_mid_write(dut: Dut, remote: str) -> None:
     """Start the update in the background, cut the power once its write has begun, power on again."""
-    profile = dut.profile
-    if not profile.update_writing_pattern:
-        pytest.skip(f"OS profile {profile.name!r} states no update_writing_pattern to time the power cut by")
-    command = profile.update_command.format(bundle=shlex.quote(remote))
+    update = dut.profile.update
+    if not update.writing_pattern:
+        pytest.fail(
+            f"OS profile {dut.profile.name!r} states no update.writing_pattern to time the power cut by"
+        )
+    command = update.command.render(bundle=remote)
     dut.run(f"{{ {command}; echo hil-exit:$?; }} >{UPDATE_LOG} 2>&1 </dev/null &").check()
-    writing = re.compile(profile.update_writing_pattern)
-    deadline = time.monotonic() + profile.bound("update_write")
+    writing = re.compile(update.writing_pattern)
+    deadline = time.monotonic() + update.bounds.write
     while True:
         log = dut.run(f"cat {UPDATE_LOG}").output
         if "hil-exit:" in log:

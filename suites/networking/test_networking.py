@@ -12,12 +12,16 @@ import hashlib
 import ipaddress
 import os
 import secrets
+import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from hil.capabilities import LinkControl, NetworkCapture
 from hil.dut import Dut
+from hil.rig import Rig
 from hil.services.dns import DnsServer
 from hil.services.fixtures import RigNetwork
 from hil.services.http import HttpServer
@@ -27,24 +31,14 @@ from hil.services.probes import carrier, default_route, ipv4_lease, run_on, wait
 DOWNLOAD_BYTES = 4 << 20
 
 
-def _skip_unless(dut: Dut, feature: str) -> None:
-    reason = dut.profile.lacks(feature)
-    if reason:
-        pytest.skip(reason)
-
-
 def _resolve(dut: Dut, name: str) -> tuple[bool, list[str], str]:
     """(resolved, IPv4 addresses, output) from the DUT's system resolver, bounded by the profile."""
-    bound = dut.profile.bound("dns_answer")
-    command = dut.profile.resolve_command.format(name=name)
+    bound = dut.profile.bounds.dns_answer
+    command = dut.profile.network.resolve.render(name=name)
     # busybox and coreutils both have timeout: a resolver that hangs fails this test, not the DUT link.
-    out = dut.run(f"timeout {bound:.0f} sh -c {_quote(command)}", timeout=bound + 30)
+    out = dut.run(f"timeout {bound:.0f} sh -c {shlex.quote(command)}", timeout=bound + 30)
     addresses = [line.strip() for line in out.output.splitlines() if line.strip()]
     return out.ok, addresses, out.output
-
-
-def _quote(command: str) -> str:
-    return "'" + command.replace("'", "'\\''") + "'"
 
 
 def test_gets_an_ipv4_lease_and_a_default_route(net_dut: Dut, rig_network: RigNetwork) -> None:
@@ -55,8 +49,8 @@ def test_gets_an_ipv4_lease_and_a_default_route(net_dut: Dut, rig_network: RigNe
     assert default_route(net_dut) == (rig_network.gateway, interface)
 
 
+@pytest.mark.requires_os("rig-dns")
 def test_resolves_a_fresh_name_the_rigs_dns_serves(net_dut: Dut, dns_server: DnsServer) -> None:
-    _skip_unless(net_dut, "config-dns")
     name = dns_server.unique_name()
     address = str(ipaddress.IPv4Address("192.0.2.0") + secrets.randbelow(250) + 1)  # TEST-NET-1
     dns_server.add(name, address)
@@ -64,8 +58,8 @@ def test_resolves_a_fresh_name_the_rigs_dns_serves(net_dut: Dut, dns_server: Dns
     assert ok and addresses == [address], f"{name} should resolve to {address}; the DUT said:\n{output}"
 
 
+@pytest.mark.requires_os("rig-dns")
 def test_fails_cleanly_on_a_name_the_rigs_dns_does_not_serve(net_dut: Dut, dns_server: DnsServer) -> None:
-    _skip_unless(net_dut, "config-dns")
     name = dns_server.unique_name("unknown")
     ok, addresses, output = _resolve(net_dut, name)
     assert not ok and not addresses, f"{name} is not served, yet the DUT resolved it:\n{output}"
@@ -84,7 +78,7 @@ def test_dut_downloads_a_file_from_the_rig_intact(
     data = os.urandom(DOWNLOAD_BYTES)
     (http_server.root / name).write_bytes(data)
     dest = f"/tmp/{name}"
-    download = net_dut.profile.download_command.format(
+    download = net_dut.profile.network.download.render(
         url=http_server.url(name, host=rig_network.host), dest=dest
     )
     try:
@@ -104,17 +98,16 @@ def test_dut_downloads_a_file_from_the_rig_intact(
     record_property("hil.download_mbit_per_s", f"{DOWNLOAD_BYTES * 8 / 1e6 / max(end - start, 0.01):.1f}")
 
 
+@pytest.mark.requires("link-control")
 def test_notices_a_pulled_cable_and_is_back_within_the_bound(
     net_dut: Dut, http_server: HttpServer, rig_network: RigNetwork, record_property
 ) -> None:
-    set_link = getattr(net_dut.board, "set_link", None)
-    if set_link is None:
-        pytest.skip(f"rig {net_dut.rig.name} cannot cut the DUT's link (no set_link on its board)")
+    set_link = net_dut.require(LinkControl).set_link
     interface = wired_interface(net_dut)
     (http_server.root / "ping").write_text("pong\n")
     url = http_server.url("ping", host=rig_network.host)
-    probe = net_dut.profile.download_command.format(url=url, dest="-")
-    notice, recovery = net_dut.profile.bound("link_notice"), net_dut.profile.bound("link_recovery")
+    probe = net_dut.profile.network.download.render(url=url, dest="-")
+    notice, recovery = net_dut.profile.bounds.link_notice, net_dut.profile.bounds.link_recovery
     set_link(False)
     try:
         down, _ = wait_for(lambda: carrier(net_dut, interface) == "0", notice, interval=0.5)
@@ -126,7 +119,7 @@ def test_notices_a_pulled_cable_and_is_back_within_the_bound(
     assert up, f"no carrier on {interface} {notice:.0f} s after the cable was plugged back"
 
     def reaches_the_rig() -> bool:
-        return "pong" in run_on(net_dut, f"timeout 5 {probe}", console=True)
+        return "pong" in run_on(net_dut, f"timeout 5 {probe}", console=net_dut.profile.login is not None)
 
     back, _ = wait_for(reaches_the_rig, max(0.0, recovery - (time.monotonic() - plugged)))
     assert back, f"the DUT cannot reach the rig {recovery:.0f} s after its cable was plugged back"
@@ -134,35 +127,33 @@ def test_notices_a_pulled_cable_and_is_back_within_the_bound(
     net_dut.run("true").check()  # and SSH still works
 
 
-def test_announces_its_config_json_hostname_to_dhcp(net_dut: Dut, tmp_path: Path) -> None:
-    capture = getattr(net_dut.board, "capture_network", None)
-    if capture is None:
-        pytest.skip(f"rig {net_dut.rig.name} cannot capture the DUT's traffic to see its DHCP requests")
-    if not net_dut.profile.dhcp_renew_command:
-        pytest.skip(f"OS profile {net_dut.profile.name!r} states no command to renew a DHCP lease")
+@pytest.mark.requires("network-capture")
+@pytest.mark.requires_os("dhcp-renew")
+def test_announces_its_hostname_to_dhcp(net_dut: Dut, tmp_path: Path) -> None:
+    capture = net_dut.require(NetworkCapture).capture_network
+    hostname = net_dut.run(net_dut.profile.identity.hostname_command).check().output.strip()
     interface = wired_interface(net_dut)
-    bound = net_dut.profile.bound("dhcp_lease")
+    bound = net_dut.profile.bounds.dhcp_lease
     with capture(tmp_path / "dhcp.pcap") as pcap:
-        net_dut.run(net_dut.profile.dhcp_renew_command.format(interface=interface)).check()
+        net_dut.run(net_dut.profile.network.dhcp_renew.render(interface=interface)).check()
         requests, _ = wait_for(
             lambda: [m for m in dhcp_messages(pcap) if m.kind in ("DISCOVER", "REQUEST")], bound, interval=0.5
         )
     assert requests, f"no DHCP request from the DUT within {bound:.0f} s of asking it to renew its lease"
-    assert {m.hostname for m in requests} == {net_dut.config["hostname"]}
+    assert {m.hostname for m in requests} == {hostname}
 
 
 @pytest.mark.requires("wifi")
-def test_joins_the_rigs_wifi_access_point(_hil_dut: Dut, dut_image: Path, tmp_path: Path) -> None:
+def test_joins_the_rigs_wifi_access_point(reflash_dut: Callable[..., Dut], rig: Rig, tmp_path: Path) -> None:
     from hil.drivers.wifi_ap import WifiAccessPoint
 
-    wifi = _hil_dut.rig.spec.network.wifi  # present: requires("wifi") skipped rigs without it
+    wifi = rig.spec.network.wifi  # present: requires("wifi") skipped rigs without it
     ap = WifiAccessPoint(wifi, tmp_path)
     ap.start()
     try:
-        _hil_dut.flash(dut_image, {"wifi": {"ssid": wifi.ssid, "psk": wifi.psk}})
-        _hil_dut.boot()
-        bound = _hil_dut.profile.bound("dhcp_lease")
-        lease, _ = wait_for(lambda: ipv4_lease(_hil_dut, "wlan0"), bound)
+        dut = reflash_dut(ap.dut_config())  # the PSK is a SecretStr: only the AP hands it out
+        bound = dut.profile.bounds.dhcp_lease
+        lease, _ = wait_for(lambda: ipv4_lease(dut, "wlan0"), bound)
         assert lease is not None, f"the DUT did not join {wifi.ssid} and get a lease within {bound:.0f} s"
     finally:
         ap.stop()

@@ -26,26 +26,16 @@ from hil.services.tls import ServerIdentity
 ISO_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
-def _skip_unless(dut: Dut, feature: str) -> None:
-    reason = dut.profile.lacks(feature)
-    if reason:
-        pytest.skip(reason)
-
-
-def _skip_without_rtc_control(booted: TimeDut) -> None:
-    if booted.rtc_base is None:
-        pytest.skip(f"rig {booted.dut.rig.name} cannot start the DUT's RTC at a chosen time")
-
-
 def _boot_log(dut: Dut) -> list[str]:
-    return dut.run(dut.profile.boot_log_command).check().output.splitlines()
+    return dut.run(dut.profile.boot.log_command).check().output.splitlines()
 
 
+@pytest.mark.requires("rtc-control")
 def test_syncs_to_the_rigs_server_from_an_rtc_years_in_the_past(
     synced_dut: TimeDut, ntp_server: NtpServer, rig_network: RigNetwork, record_property
 ) -> None:
-    _skip_without_rtc_control(synced_dut)
     dut = synced_dut.dut
+    assert synced_dut.rtc_base is not None
     assert any(synced_dut.rtc_base[:10] in line for line in _boot_log(dut)), (
         f"the boot log never shows the clock at {synced_dut.rtc_base[:10]}: did the RTC start there?"
     )
@@ -57,7 +47,7 @@ def test_syncs_to_the_rigs_server_from_an_rtc_years_in_the_past(
     tracking = chrony_tracking(dut)
     assert rig_network.host in tracking.get("Reference ID", ""), tracking
     assert tracking.get("Leap status") == "Normal", tracking
-    clock, tolerance = read_clock(dut), dut.profile.bound("clock_tolerance")
+    clock, tolerance = read_clock(dut), dut.profile.bounds.clock_tolerance
     assert clock.within(tolerance), (
         f"DUT clock is {clock.offset:+.3f} s off the host's (tolerance {tolerance} s)"
     )
@@ -68,10 +58,10 @@ def test_loses_its_source_while_the_rigs_server_is_down_and_resyncs_after(
 ) -> None:
     dut = synced_dut.dut
     await_sync(dut, rig_network.address(ntp_server.port))
-    profile = dut.profile
+    bounds = dut.profile.bounds
     with fast_polling(dut, rig_network.host):
         with ntp_server.offline():
-            bound = profile.bound("ntp_offline")
+            bound = bounds.ntp_offline
             lost, _ = wait_for(lambda: not any(s.reachable for s in chrony_sources(dut)), bound, interval=2)
             assert lost, (
                 f"chrony still reports a reachable source {bound:.0f} s after the rig's server stopped"
@@ -81,23 +71,24 @@ def test_loses_its_source_while_the_rigs_server_is_down_and_resyncs_after(
             second = read_clock(dut)
             # Offsets against the host, so the DUT's clock went forward by about the host's second.
             assert second.offset > first.offset - 1, "the DUT's clock went backwards without a source"
-            holdover = profile.bound("holdover_tolerance")
+            holdover = bounds.holdover_tolerance
             assert second.within(holdover), f"without a source the clock drifted {second.offset:+.3f} s"
-        bound = profile.bound("ntp_resync")
+        bound = bounds.ntp_resync
         back, waited = wait_for(lambda: any(s.selected for s in chrony_sources(dut)), bound, interval=2)
         assert back, f"chrony did not select the rig's server again within {bound:.0f} s of its return"
     record_property("hil.ntp_resync_seconds", f"{waited:.1f}")
-    clock, tolerance = read_clock(dut), profile.bound("clock_tolerance")
+    clock, tolerance = read_clock(dut), bounds.clock_tolerance
     assert clock.within(tolerance), f"DUT clock is {clock.offset:+.3f} s off after the resync"
 
 
+@pytest.mark.requires_os("steps-clock")
 def test_corrects_a_clock_stepped_by_minutes(
     synced_dut: TimeDut, ntp_server: NtpServer, rig_network: RigNetwork, record_property
 ) -> None:
     dut = synced_dut.dut
     await_sync(dut, rig_network.address(ntp_server.port))
     step = 300
-    tolerance, bound = dut.profile.bound("clock_tolerance"), dut.profile.bound("skew_correction")
+    tolerance, bound = dut.profile.bounds.clock_tolerance, dut.profile.bounds.skew_correction
     with fast_polling(dut, rig_network.host):
         dut.run(f"date -s @$(($(date +%s) + {step}))").check()
         assert read_clock(dut).offset > step / 2, "the step did not take"
@@ -109,14 +100,12 @@ def test_corrects_a_clock_stepped_by_minutes(
     record_property("hil.skew_correction_seconds", f"{waited:.1f}")
 
 
+@pytest.mark.requires_os("time-ordering")
 def test_time_dependent_services_start_only_after_the_clock_is_set(synced_dut: TimeDut) -> None:
-    dut = synced_dut.dut
-    _skip_unless(dut, "time-ordering")
+    dut, patterns = synced_dut.dut, synced_dut.dut.profile.time
     log = _boot_log(dut)
-    set_at = next((i for i, line in enumerate(log) if re.search(dut.profile.time_set_pattern, line)), None)
-    started_at = next(
-        (i for i, line in enumerate(log) if re.search(dut.profile.time_dependent_pattern, line)), None
-    )
+    set_at = next((i for i, line in enumerate(log) if re.search(patterns.set_pattern, line)), None)
+    started_at = next((i for i, line in enumerate(log) if re.search(patterns.dependent_pattern, line)), None)
     assert set_at is not None, "the boot log never says the clock was set"
     assert started_at is not None, "the boot log never shows a time-dependent service starting"
     assert set_at < started_at, f"started before the clock was set:\n{log[started_at]}\n{log[set_at]}"
@@ -128,35 +117,36 @@ def test_time_dependent_services_start_only_after_the_clock_is_set(synced_dut: T
     )
 
 
+@pytest.mark.requires("rtc-control")
+@pytest.mark.requires_os("https-time")
 def test_sets_its_clock_from_an_https_date_header_when_ntp_is_unreachable(
-    _hil_dut: Dut, boot_for_time: Callable[[dict[str, Any]], TimeDut], https_server: HttpServer,
+    boot_for_time: Callable[[dict[str, Any]], TimeDut], https_server: HttpServer,
     server_identity: ServerIdentity, rig_network: RigNetwork, record_property,
 ) -> None:  # fmt: skip
-    _skip_unless(_hil_dut, "https-time")
     booted = boot_for_time({
         "ntpServers": rig_network.unreachable(),
         "apiEndpoint": https_server.url(host=rig_network.host).rstrip("/"),
         "balenaRootCA": server_identity.ca_base64,
     })  # fmt: skip
-    _skip_without_rtc_control(booted)
-    dut, bound = booted.dut, _hil_dut.profile.bound("https_time")
+    dut = booted.dut
+    bound = dut.profile.bounds.https_time
 
     def set_by_https() -> list[str]:
-        return [line for line in _boot_log(dut) if re.search(dut.profile.https_time_pattern, line)]
+        return [line for line in _boot_log(dut) if re.search(dut.profile.time.https_pattern, line)]
 
     lines, _ = wait_for(set_by_https, max(0.0, bound - (time.time() - booted.powered_at)))
     assert lines, f"the clock was not set from {https_server.url(host=rig_network.host)} within {bound:.0f} s"
-    clock, tolerance = read_clock(dut), dut.profile.bound("https_time_tolerance")
+    clock, tolerance = read_clock(dut), dut.profile.bounds.https_time_tolerance
     assert clock.within(tolerance), f"after the HTTPS time sync the clock is {clock.offset:+.2f} s off"
     record_property("hil.https_time_offset_seconds", f"{clock.offset:+.2f}")
 
 
+@pytest.mark.requires("rtc-control")
+@pytest.mark.requires_os("persisted-clock")
 def test_keeps_its_saved_clock_across_a_reboot_without_rtc_or_ntp(
-    _hil_dut: Dut, boot_for_time: Callable[[dict[str, Any]], TimeDut], rig_network: RigNetwork
+    boot_for_time: Callable[[dict[str, Any]], TimeDut], rig_network: RigNetwork
 ) -> None:
-    _skip_unless(_hil_dut, "persisted-clock")
     booted = boot_for_time({"ntpServers": rig_network.unreachable()})
-    _skip_without_rtc_control(booted)
     dut = booted.dut
     set_to = math.ceil(time.time())
     dut.run(f"date -s @{set_to}").check()  # as if it had synced once; the RTC stays years back

@@ -1,0 +1,285 @@
+"""The OS profile: what differs between operating systems under test, as grouped, typed facts.
+
+A profile is data (a YAML file, see hil.os.loader). Suites ask the profile, never hard-code an OS:
+login and credentials, SSH, how boot finishes, services, where things live, networking and time,
+host OS updates, the features the OS has, and the bounds its waits may take.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, SecretStr, model_validator
+
+from hil.errors import CredentialsError
+from hil.os.shell import Command, Regex, template
+
+# Feature name -> what an OS with it does; a skip reason completes the sentence "does not ...".
+# Declared features are listed in a profile's `features`; derived ones follow from what it states.
+DECLARED_FEATURES = {
+    "config-hostname": "take its hostname from config.json",
+    "https-time": "set its clock from an HTTPS Date header (config.json apiEndpoint, balenaRootCA)",
+    "persisted-clock": "restore a saved clock at boot when it has no RTC",
+    "time-ordering": "log when its clock is set and when its time-dependent services start",
+    "steps-clock": "step a clock that is off by more than a second at any time (chrony makestep 1 -1)",
+}
+DERIVED_FEATURES = {
+    "console-login": "offer hil a console login (the profile gives no login credentials)",
+    "ab-update": "have A/B root partitions with host OS updates and rollback",
+    "rig-dns": "let hil point its resolver at the rig's DNS server",
+    "rig-ntp": "let hil point its clock at the rig's NTP server",
+    "dhcp-renew": "state a command that renews its DHCP lease",
+    "failed-units": "list the services that failed (systemd units)",
+    "ready-check": "state a command that waits until its boot has finished",
+    "image-identity": "state how to read which image it runs (device type, version or root partition)",
+}
+FEATURES = {**DECLARED_FEATURES, **DERIVED_FEATURES}
+
+# Where a credential is missing, a profile can still be shown; this is what stands for a secret.
+MASK = "********"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Login(_Group):
+    """The console login."""
+
+    user: str = "root"
+    password: SecretStr | None = Field(None, description="the password (prefer password_env)")
+    password_env: str | None = Field(None, description="environment variable that holds the password")
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> Login:
+        if self.password is not None and self.password_env:
+            raise ValueError("give password or password_env, not both")
+        return self
+
+    def secret(self, profile: str) -> str | None:
+        """The password (None: the user has none); a password_env that is not set is an error."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise CredentialsError(
+                    f"OS profile {profile!r}: login.password_env names {self.password_env}, "
+                    "which is not set in the environment"
+                )
+            return value
+        return self.password.get_secret_value() if self.password is not None else None
+
+
+class Ssh(_Group):
+    """SSH to the DUT: where, as whom, and how hil's key gets there."""
+
+    user: str = "root"
+    port: PositiveInt = 22
+    key_file: Path | None = Field(None, description="an existing private key the DUT accepts")
+    # How hil's per-run public key reaches the DUT when no key_file is given: in config.json
+    # (os.sshKeys, read at boot), or appended to authorized_keys after a console login.
+    key_injection: Literal["config", "console"] = "console"
+    server: str = Field("sshd", description="the SSH server's service, named in the diagnosis when SSH fails")
+
+
+class Boot(_Group):
+    """How the DUT boots, reboots and says where it booted from."""
+
+    login_prompt: Regex = r"login:\s*$"
+    wake_console: bool = Field(
+        True, description="type Enter to provoke a prompt (off where a key stops boot)"
+    )
+    ready_command: Command | None = Field(None, description="returns once boot has finished")
+    log_command: Command = "dmesg"
+    reboot_command: Command = "reboot"
+    # What the console shows once a reboot is really under way (the kernel prints it at emergency level),
+    # so a login is never taken from the shell that is about to go down.
+    restart_pattern: Regex = r"reboot: Restarting system"
+    root_command: Command = Field(description="prints what the root filesystem was mounted from")
+
+
+class Identity(_Group):
+    """How to read which image the DUT runs."""
+
+    version_command: Command | None = None
+    slug_command: Command | None = Field(None, description="prints the device type the OS is built for")
+    root_partuuid_command: Command | None = Field(None, description="prints the root's PARTUUID")
+    hostname_command: Command = "hostname"
+
+
+class Services(_Group):
+    """The OS's services: how to check one runs, which fail, and which run each role."""
+
+    check: template("name") = Field(description="exits 0 when the service {{name}} runs")  # type: ignore[valid-type]
+    failed_command: Command | None = Field(None, description="lists failed services, one a line")
+    roles: dict[Literal["ssh", "time"], str] = Field(description="role -> the service that fills it")
+
+
+class Layout(_Group):
+    """Where things live on a healthy DUT."""
+
+    mounts: dict[str, Literal["ro", "rw"]] = Field(default_factory=dict)
+    config_path: str | None = Field(None, description="config.json as the DUT sees it")
+
+
+class RigServer(_Group):
+    """How the OS is pointed at a rig-side server: config.json at flash time, or commands over SSH."""
+
+    via: Literal["config", "command"]
+    # via config: the config.json value that names the server (e.g. balenaOS' dnsmasq wants `IP#port`).
+    config_value: template("address", "host", "port") = "{{address}}"  # type: ignore[valid-type]
+    apply: template("address", "host", "port") | None = None  # type: ignore[valid-type]
+    revert: template("address", "host", "port") | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _commands_when_by_command(self) -> RigServer:
+        if self.via == "command" and not (self.apply and self.revert):
+            raise ValueError("via: command needs `apply` and `revert`")
+        if self.via == "config" and (self.apply or self.revert):
+            raise ValueError("via: config takes no `apply` or `revert`")
+        return self
+
+
+class Network(_Group):
+    """Networking as the suites ask the DUT about it."""
+
+    wired_interface: str | None = Field(None, description="None: the default route's interface")
+    resolve: template("name") = Field(description="the IPv4 addresses {{name}} resolves to, one a line")  # type: ignore[valid-type]
+    download: template("url", "dest") = Field(description="fetch {{url}} into {{dest}}")  # type: ignore[valid-type]
+    dhcp_renew: template("interface") | None = None  # type: ignore[valid-type]
+    rig_dns: RigServer | None = None
+
+
+class Time(_Group):
+    """The clock and how the time-sync suite reads it."""
+
+    clock_command: Command = "date +%s.%N"
+    chronyc: Command = "chronyc"
+    rig_ntp: RigServer | None = None
+    set_pattern: Regex | None = Field(None, description="boot-log line: the clock has been set")
+    dependent_pattern: Regex | None = Field(None, description="boot-log line: a time-dependent service")
+    https_pattern: Regex | None = Field(None, description="boot-log line: clock set from HTTPS")
+
+
+class UpdateBounds(_Group):
+    """Seconds the waits of a host OS update may take."""
+
+    write: PositiveFloat
+    reboot: PositiveFloat
+    commit: PositiveFloat
+    rollback_altboot: PositiveFloat
+    rollback_health: PositiveFloat
+
+
+class Update(_Group):
+    """Host OS updates into the other root partition, with rollbacks."""
+
+    command: template("bundle") = Field(description="installs the bundle at {{bundle}}")  # type: ignore[valid-type]
+    writing_pattern: Regex | None = Field(None, description="update output: the write has begun")
+    data_dir: str = Field(description="on the data partition: what an update keeps; bundles go here")
+    state_dir: str
+    slot_command: Command = Field(description="prints the root slot the boot environment names")
+    boot_env_command: Command
+    pending_command: Command = Field(description="prints 1 while an update awaits its trial or commit")
+    rollback_breadcrumbs: dict[Literal["altboot", "health", "health_failed"], str]
+    bounds: UpdateBounds
+
+
+class Bounds(_Group):
+    """Seconds the suites' waits may take on this OS (and accuracies, in seconds)."""
+
+    boot_to_ssh: PositiveFloat
+    reboot: PositiveFloat
+    dhcp_lease: PositiveFloat
+    dns_answer: PositiveFloat
+    link_notice: PositiveFloat
+    link_recovery: PositiveFloat
+    ntp_sync: PositiveFloat
+    ntp_offline: PositiveFloat
+    ntp_resync: PositiveFloat
+    skew_correction: PositiveFloat
+    https_time: PositiveFloat
+    clock_tolerance: PositiveFloat
+    holdover_tolerance: PositiveFloat
+    https_time_tolerance: PositiveFloat
+
+
+Feature = Literal[tuple(DECLARED_FEATURES)]  # type: ignore[valid-type]
+
+
+class OsProfile(_Group):
+    """Facts and shell snippets about one OS."""
+
+    name: str
+    description: str = ""
+    device_type: str | None = Field(None, description="the device type of this OS's images that name none")
+    config_json: dict[str, Any] = Field(default_factory=dict, description="config.json every flash gets")
+    login: Login | None = Field(description="null: hil has no console login on this OS")
+    ssh: Ssh
+    boot: Boot
+    identity: Identity
+    services: Services
+    layout: Layout
+    network: Network
+    time: Time
+    update: Update | None = Field(description="null: the OS has no A/B host OS updates")
+    features: frozenset[Feature] = frozenset()  # type: ignore[valid-type]
+    bounds: Bounds
+
+    def has(self, feature: str) -> bool:
+        """Whether the OS has `feature` (declared, or following from what the profile states)."""
+        if feature not in FEATURES:
+            raise KeyError(f"unknown OS feature {feature!r}; known: {', '.join(sorted(FEATURES))}")
+        derived = {
+            "console-login": self.login is not None,
+            "ab-update": self.update is not None,
+            "rig-dns": self.network.rig_dns is not None,
+            "rig-ntp": self.time.rig_ntp is not None,
+            "dhcp-renew": self.network.dhcp_renew is not None,
+            "failed-units": self.services.failed_command is not None,
+            "ready-check": self.boot.ready_command is not None,
+            "image-identity": any(
+                (
+                    self.identity.slug_command,
+                    self.identity.version_command,
+                    self.identity.root_partuuid_command,
+                )
+            ),
+        }
+        return derived.get(feature, feature in self.features)
+
+    def lacks(self, feature: str) -> str | None:
+        """Why a test needing `feature` does not apply to this OS, or None when it does."""
+        if self.has(feature):
+            return None
+        return f"OS profile {self.name!r} does not {FEATURES[feature]}"
+
+    @property
+    def feature_set(self) -> frozenset[str]:
+        """Every feature the OS has."""
+        return frozenset(f for f in FEATURES if self.has(f))
+
+    def way_in(self) -> str | None:
+        """Why hil could not reach a shell on this OS with what the profile gives, or None."""
+        if self.login is None and self.ssh.key_file is None and self.ssh.key_injection == "console":
+            return (
+                f"OS profile {self.name!r} gives hil no way in: give a console login (login.password or "
+                "login.password_env) so hil can add its SSH key, or an SSH key the image accepts "
+                "(ssh.key_file)"
+            )
+        return None
+
+    def config(
+        self, *, hostname: str, ssh_public_key: str, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The config.json for a flash (balenaOS' format; an OS that reads none ignores it)."""
+        config: dict[str, Any] = {**self.config_json, "hostname": hostname}
+        if self.ssh.key_injection == "config" and self.ssh.key_file is None:
+            config["os"] = {"sshKeys": [ssh_public_key]}
+        for key, value in (extra or {}).items():
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+        return config
