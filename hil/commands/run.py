@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hil.errors import HilError
 from hil.paths import project_dirs
-from hil.pool import rig_for
+from hil.pool import POOL_PREFIX, require_healthy, rig_for
 
 log = logging.getLogger("hil.run")
 
@@ -31,6 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="boards at once: pytest-xdist workers, each on its own rig")  # fmt: skip
     run.add_argument("--pool-wait", type=float, default=600.0, metavar="SECONDS",
                      help="how long to wait for a free rig (default: 600)")  # fmt: skip
+    run.add_argument("--force", action="store_true",
+                     help="use a rig named directly even though its last `hil rig check` failed")  # fmt: skip
     run.add_argument(
         "--image", type=Path, help="image to test (default on virtual rigs: the reference image)"
     )
@@ -46,7 +48,7 @@ def suite_paths(names: list[str] | None) -> list[Path]:
     """The suite directories to run: the named ones, or all under the first suites/ directory found."""
     dirs = project_dirs("suites", "HIL_SUITES_DIR")
     if not dirs:
-        raise HilError("no suites/ directory found (set HIL_SUITES_DIR or run from the hil checkout)")
+        raise HilError("no suites/ directory found: set HIL_SUITES_DIR, or reinstall hil (it ships them)")
     available = {p.name: p for p in sorted(dirs[0].iterdir()) if p.is_dir() and any(p.glob("test_*.py"))}
     if not names:
         return list(available.values())
@@ -63,6 +65,8 @@ def _run(args: argparse.Namespace) -> int:
     from hil.provision import resolve_image
 
     rig = rig_for(args.rig)  # a pool's first rig: its device type chooses the image for all of them
+    if not args.rig.startswith(POOL_PREFIX) and not args.force:
+        require_healthy(rig)  # now, in one line, rather than as every test's failure
     preflight(rig)
     suites = suite_paths(args.suites)
     image = resolve_image(rig, args.image)
@@ -74,10 +78,13 @@ def _run(args: argparse.Namespace) -> int:
     extra = [a for a in args.pytest_args if a != "--"]
     if args.boards > 1:
         extra += ["-n", str(args.boards)]
+    if args.force:
+        extra.append("--force-rig")
     status = pytest.main([
         *map(str, suites), "--rig", args.rig, "--pool-wait", str(args.pool_wait), "--image", str(image),
         "--hil-artifacts", str(artifacts),
         f"--junitxml={junit}", "-o", "junit_family=xunit1", f"--alluredir={artifacts / 'allure-results'}",
+        "--clean-alluredir",  # a reused artifacts dir must not mix another run's Allure results into this one
         "-p", "no:cacheprovider", "-q", "--no-header", *extra,
     ])  # fmt: skip
     print_table(junit)
@@ -87,9 +94,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.no_gate:
         return 0 if suites_ok else 1
     from hil.release.api import gate_run
+    from hil.release.catalog import collect
 
-    gate = gate_run(results=[artifacts], device_types=[rig.device_type], image=image,
-                    report_dir=artifacts / "gate")  # fmt: skip
+    # Every installed suite, whatever --suite or -k chose: the gate knows what a complete run holds.
+    catalog = collect(suite_paths(None))
+    gate = gate_run(results=[artifacts], device_type=rig.device_type, image=image, catalog=catalog,
+                    report_dir=artifacts / "gate", session_status=int(status))  # fmt: skip
     print(f"\n{gate.text}")
     return 0 if suites_ok and gate.finalized else 1
 

@@ -11,11 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hil.errors import GateRefused, HilError
+from hil.image_hash import image_sha256
 from hil.paths import cache_dir
 from hil.release import report
+from hil.release.catalog import Catalog
 from hil.release.gate import REFUSED, Decision, evaluate
 from hil.release.policy import load_policy
 from hil.release.results import read_results
+from hil.release.sessions import Subject
 from hil.release.sqlite_store import SqliteStore
 from hil.release.store import (
     ALREADY_FINAL,
@@ -24,8 +27,13 @@ from hil.release.store import (
     FINALIZED,
     INVALIDATED,
     NOT_FINALIZED,
+    Release,
+    ReleaseImage,
     ReleaseStore,
 )
+
+# What the report says while the store has not answered yet.
+PENDING = "finalizing (the store has not confirmed it yet)"
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class GateResult:
     outcome: str
     evidence: dict
     report_dir: Path
+    warning: str = ""
 
     @property
     def finalized(self) -> bool:
@@ -50,7 +59,8 @@ class GateResult:
     @property
     def text(self) -> str:
         """The decision table and verdict, for a terminal."""
-        return report.terminal(self.decision, self.outcome) + f"\nreport: {self.report_dir / 'summary.html'}"
+        text = report.terminal(self.decision, self.outcome) + f"\nreport: {self.report_dir / 'summary.html'}"
+        return text + (f"\nwarning: {self.warning}" if self.warning else "")
 
 
 def who() -> str:
@@ -68,20 +78,34 @@ def gate_release(
     release_id: str,
     *,
     results: list[Path],
+    catalog: Catalog,
     policy: Path | None = None,
     dry_run: bool = False,
     report_dir: Path | None = None,
-    image: Path | None = None,
+    images: dict[str, ReleaseImage] | None = None,
+    session_status: int | None = None,
 ) -> GateResult:
-    """Decide on `release_id` from the result dirs; finalize it only when every required cell passed."""
+    """Decide on `release_id` from the result dirs; finalize it only when every required cell passed.
+
+    `images` are images named at the gate (device type -> image): they must be the ones the release
+    records, and they name the image of a release that records none (balena's). `session_status` is
+    pytest's exit status when the caller ran the suites itself.
+    """
     loaded = load_policy(policy)
     release = store.get(release_id)
     found = read_results(results)
+    named, image_reasons = _images(release, images or {})
     # balena releases carry no device types of their own: the policy's list is the requirement.
-    device_types = list(release.device_types) or list(loaded.model.device_types)
-    decision = evaluate(
-        loaded, found, release_id=release.id, version=release.version, device_types=device_types
-    )
+    device_types = tuple(release.device_types) or tuple(loaded.model.device_types)
+    subject = Subject(release.id, release.version, device_types, {dt: i.sha256 for dt, i in named.items()})
+    decision = evaluate(loaded, found, subject, catalog)
+    for reason in image_reasons:
+        decision = _with_reason(decision, reason)
+    if session_status not in (None, 0, 1):
+        decision = _with_reason(
+            decision, f"pytest ended with exit status {session_status}: an interrupted or broken session is "
+            "never evidence for a final release"
+        )  # fmt: skip
     if release.status == INVALIDATED:
         decision = _with_reason(decision, f"release {release.id} is invalidated")
     decided_at = datetime.now(UTC)
@@ -90,55 +114,99 @@ def gate_release(
         "decided_at": decided_at.isoformat(timespec="seconds"),
         "who": who(),
         "policy": {"path": loaded.path, "sha256": loaded.sha256},
-        "image": str(image) if image else None,
+        "images": {dt: asdict(image) for dt, image in named.items()},
+        "suites": catalog.evidence(),
+        "pytest_exit_status": session_status,
         "results": {"dirs": [str(d) for d in results], "files": found.files},
         "decision": decision.as_dict(),
-        "attempts": [asdict(a) for a in found.attempts],
+        **found.evidence(),
     }
-    if dry_run:
-        outcome = DRY_RUN
-    elif decision.passed:
+    stamp = decided_at.strftime("%Y%m%dT%H%M%S%f")
+    out_dir = Path(report_dir) if report_dir else cache_dir() / "reports" / f"release-{release.id}" / stamp
+    # Reports first: a decision that cannot be written down must not change the store.
+    try:
+        _write_reports(out_dir, decision, DRY_RUN if dry_run else PENDING, evidence)
+    except OSError as exc:
+        raise HilError(f"cannot write the gate report to {out_dir} ({exc.strerror}); release {release.id} "
+                       "was left as it was") from None  # fmt: skip
+    outcome = DRY_RUN if dry_run else _act(store, release, decision, evidence)
+    evidence["outcome"] = outcome
+    warning = ""
+    try:
+        _write_reports(out_dir, decision, outcome, evidence)
+    except OSError as exc:
+        warning = f"the report in {out_dir} could not be updated ({exc.strerror}); the store says: {outcome}"
+    return GateResult(
+        decision=decision, outcome=outcome, evidence=evidence, report_dir=out_dir, warning=warning
+    )
+
+
+def _act(store: ReleaseStore, release: Release, decision: Decision, evidence: dict) -> str:
+    """Finalize on passing evidence, else record the refusal; what the store did."""
+    if decision.passed:
         try:
-            outcome = store.finalize(release.id, evidence)
+            return store.finalize(release.id, evidence)
         except HilError as exc:
             # Passing evidence, but the store said no (API error, invalidated meanwhile): it stays draft.
             outcome = f"{NOT_FINALIZED}: {exc}"
-            store.record(release.id, {**evidence, "outcome": outcome})
     else:
         outcome = NOT_FINALIZED + (" (it was already final)" if release.status == FINAL else "")
-        store.record(release.id, {**evidence, "outcome": outcome})
-    evidence["outcome"] = outcome
-    stamp = decided_at.strftime("%Y%m%dT%H%M%S%f")
-    out_dir = Path(report_dir) if report_dir else cache_dir() / "reports" / f"release-{release.id}" / stamp
-    _write_reports(out_dir, decision, outcome, evidence)
-    return GateResult(decision=decision, outcome=outcome, evidence=evidence, report_dir=out_dir)
+    store.record(release.id, {**evidence, "outcome": outcome})
+    return outcome
+
+
+def _images(release: Release, given: dict[str, ReleaseImage]) -> tuple[dict[str, ReleaseImage], list[str]]:
+    """The image per device type the results must be about: the release's own, else the one named at the
+    gate; an image named at the gate that is not the release's is a reason to refuse."""
+    reasons = [
+        f"--image {image.path} (sha256 {image.sha256}) is not the image release {release.id} ships for "
+        f"{dt} (sha256 {release.images[dt].sha256})"
+        for dt, image in sorted(given.items())
+        if dt in release.images and release.images[dt].sha256 != image.sha256
+    ]
+    return {**given, **release.images}, reasons
 
 
 def gate_run(
     *,
     results: list[Path],
-    device_types: list[str],
+    device_type: str,
+    image: Path,
+    catalog: Catalog,
     version: str | None = None,
-    image: Path | None = None,
     policy: Path | None = None,
     store: Path | None = None,
     report_dir: Path | None = None,
+    session_status: int | None = None,
 ) -> GateResult:
-    """What `hil run` ends with: find or create the draft for `version` in the sqlite store, then gate it.
+    """What `hil run` ends with: find or create the draft of `image` for `version` in the sqlite store,
+    then gate it.
 
-    Without `version`, the release is for the OS version the DUT reported in the results (exactly one).
+    Without `version`, the release is for the OS version the DUT reported in the results about this
+    image (exactly one).
     """
+    shipped = ReleaseImage(sha256=image_sha256(image), path=str(image))
     if version is None:
-        reported = {a.os_version for a in read_results(results).attempts if a.device_type in device_types}
-        reported.discard("")
+        found = read_results(results)
+        reported = {
+            s.os_version
+            for s in found.sessions
+            if s.device_type == device_type and s.image_sha256 == shipped.sha256 and s.os_version
+        }
         if len(reported) != 1:
-            found = ", ".join(sorted(reported)) or "none (did the DUT boot?)"
-            raise GateRefused(f"cannot tell which release to gate: the results report OS versions {found}")
+            listed = ", ".join(sorted(reported)) or "none (did the DUT boot?)"
+            raise GateRefused(f"cannot tell which release to gate: the results report OS versions {listed}")
         (version,) = reported
     sqlite = SqliteStore(store)
-    release = sqlite.find_or_create_draft(version, device_types)
+    release = sqlite.find_or_create_draft(version, {device_type: shipped})
     return gate_release(
-        sqlite, release.id, results=results, policy=policy, report_dir=report_dir, image=image
+        sqlite,
+        release.id,
+        results=results,
+        catalog=catalog,
+        policy=policy,
+        report_dir=report_dir,
+        session_status=session_status,
     )
 
 

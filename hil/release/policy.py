@@ -1,4 +1,5 @@
-"""The gate policy (`gate.yaml`): which suites must pass on which device types; errors name file:line."""
+"""The gate policy (`gate.yaml`): which suites must pass on which device types, and which OS features
+each OS profile may lack; errors name file:line."""
 
 from __future__ import annotations
 
@@ -6,14 +7,21 @@ import fnmatch
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from hil import yamlconf
 from hil.errors import RigConfigError
+from hil.os import FEATURES
+from hil.paths import shipped
+from hil.release.results import Unreadable, read_bounded
 
-# The repository's default policy, used when neither --policy nor ./gate.yaml names another.
-DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "gate.yaml"
+# hil's default policy (shipped in the wheel, at the top of a checkout), used when neither --policy nor
+# ./gate.yaml names another.
+DEFAULT_POLICY = shipped("gate.yaml")
+# A policy is a page of YAML; anything larger (or a FIFO, or a device) is a mistake, refused at once.
+_MAX_POLICY_BYTES = 1 << 20
 
 
 class SuiteRule(BaseModel):
@@ -44,6 +52,18 @@ class DeviceTypeRule(BaseModel):
     suites: dict[str, SuiteRule] = Field(min_length=1)
 
 
+OsFeature = Literal[tuple(sorted(FEATURES))]  # type: ignore[valid-type]
+
+
+class OsProfileRule(BaseModel):
+    """What the policy accepts from one OS profile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # OS features this profile may lack: a test skipped because the OS lacks one of them does not refuse.
+    may_lack: list[OsFeature] = Field(min_length=1)  # type: ignore[valid-type]
+
+
 class PolicyModel(BaseModel):
     """The whole policy file."""
 
@@ -52,6 +72,8 @@ class PolicyModel(BaseModel):
     # When set, results must be for this OS version whatever the release says.
     version: str | None = None
     device_types: dict[str, DeviceTypeRule] = Field(min_length=1)
+    # OS profile name (a run's hil.os_profile) -> what it may lack.
+    os_profiles: dict[str, OsProfileRule] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,11 +93,20 @@ class Policy:
         """The rules for `device_type`, or None when the policy does not name it."""
         return self.model.device_types.get(device_type)
 
+    def may_lack(self, os_profile: str, feature: str) -> bool:
+        """True when the policy declares that OS profile `os_profile` may lack `feature`."""
+        rule = self.model.os_profiles.get(os_profile)
+        return bool(feature) and rule is not None and feature in rule.may_lack
+
 
 def load_policy(path: Path | None = None) -> Policy:
     """Read and validate a policy file; a mistake raises RigConfigError naming file:line: field."""
     if path is None:
         path = Path("gate.yaml") if Path("gate.yaml").is_file() else DEFAULT_POLICY
     path = Path(path)
+    try:
+        data = read_bounded(path, _MAX_POLICY_BYTES)
+    except Unreadable as exc:
+        raise RigConfigError(f"{path}: cannot read: {exc}") from None
     model = yamlconf.load(PolicyModel, path, RigConfigError)
-    return Policy(path=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(), model=model)
+    return Policy(path=str(path), sha256=hashlib.sha256(data).hexdigest(), model=model)

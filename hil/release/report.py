@@ -6,7 +6,8 @@ import html
 import os
 from pathlib import Path
 
-from hil.release.gate import Cell, Decision
+from hil.release.cells import Cell
+from hil.release.gate import Decision
 
 _COLUMNS = ("device type", "suite", "state", "passed", "failed", "skipped", "min")
 
@@ -76,7 +77,8 @@ def render_html(decision: Decision, outcome: str, report_dir: Path) -> str:
     """The decision as a standalone HTML page for Jenkins' HTML publisher."""
     e = html.escape
     # Presentational attributes, not CSS: Jenkins' default Content-Security-Policy drops inline styles.
-    colour = {"passed": "#c8f7c5", "failed": "#f7c5c5", "missing": "#f7e3c5", "too few": "#f7e3c5"}
+    colour = {"passed": "#c8f7c5", "failed": "#f7c5c5", "missing": "#f7e3c5", "too few": "#f7e3c5",
+              "incomplete": "#f7e3c5", "not applicable": "#dddddd"}  # fmt: skip
     head = "".join(f"<th>{e(c)}</th>" for c in _COLUMNS)
     body = "".join(
         f'<tr bgcolor="{colour.get(c.state, "#eeeeee")}">'

@@ -1,266 +1,220 @@
-"""Test results in: JUnit XML and allure-results read into attempts, retries resolved by a stated rule."""
+"""Test results in: JUnit XML (the record) and allure-results (cross-checked), read into sessions and
+attempts, with every read bounded and everything not understood refused.
+
+A result directory is untrusted input: a FIFO, a device, a symlink loop or a gigabyte file named `*.xml`
+must give a refusal naming the file, never a hang, a MemoryError or a pass.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 # Outcomes every source is mapped onto; anything else is an error, never a pass.
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 
-# allure statuses: "broken" is an error outside an assertion, "unknown" means the run did not finish it.
-_ALLURE_OUTCOMES = {"passed": PASSED, "failed": FAILED, "broken": ERROR, "skipped": SKIPPED}
+# Two records of one test from one session (a failure and a teardown error): the worse one counts.
+SEVERITY = {PASSED: 0, SKIPPED: 1, FAILED: 2, ERROR: 3}
 
-# Two records of one test from one session (a rerun plugin, a hand-merged file): the worse one counts.
-_SEVERITY = {PASSED: 0, SKIPPED: 1, FAILED: 2, ERROR: 3}
+NEVER = datetime.min.replace(tzinfo=UTC)
 
-# Jenkins' junit-attachments convention, also honoured in captured output.
-_ATTACHMENT = re.compile(r"\[\[ATTACHMENT\|(.+?)\]\]")
+# Bounds on what a gate reads: far above what a run writes, far below what exhausts a CI agent.
+MAX_ENTRIES = 200_000
+MAX_JUNIT_BYTES = 64 << 20
+MAX_ALLURE_BYTES = 8 << 20
+MAX_TOTAL_BYTES = 1 << 30
 
-_NEVER = datetime.min.replace(tzinfo=UTC)
 
-_SUITE_PROPS = ("hil.rig", "hil.device_type", "hil.image", "hil.os_version", "hil.run_id", "hil.started")
+class Unreadable(Exception):
+    """A result file the gate will not take as evidence; the message says why."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """One pytest session's facts, as its JUnit testsuite properties state them."""
+
+    run_id: str
+    source: str
+    device_type: str
+    device_type_source: str  # "image" (read from the image) or "asserted" (stated by the user)
+    os_version: str  # "" when the DUT never booted far enough to report one
+    os_profile: str
+    image: str
+    image_sha256: str
+    started: str
+    exitstatus: int
+    rigs: tuple[str, ...] = ()
+    update_base: str = ""
+    update_base_sha256: str = ""
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """One execution of one test on one device type, from one result file."""
+    """One execution of one test, in one session."""
 
-    device_type: str
+    session: Session
     suite: str
-    test: str
+    test: str  # classname::name, as the run named it
+    local: str  # the id within its suite, the same whatever directory the run started in
     outcome: str
-    run_id: str
-    started: str
-    os_version: str
-    rig: str
-    image: str
-    source: str
     message: str = ""
+    missing_feature: str = ""  # the OS feature a skip named (hil.missing_feature)
+    missing_capability: str = ""  # the rig capability a skip named (hil.missing_capability)
     artifacts: tuple[str, ...] = ()
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        """What identifies the test across retries: (device type, suite, test)."""
-        return (self.device_type, self.suite, self.test)
+    def device_type(self) -> str:
+        """The device type the session ran on."""
+        return self.session.device_type
 
-    def order(self) -> tuple[datetime, str, int]:
-        """Sort key for 'latest attempt wins': start time, run id, then the worse outcome on a full tie."""
-        return (_parse_time(self.started), self.run_id, _SEVERITY.get(self.outcome, len(_SEVERITY)))
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What identifies the test across retries: (device type, suite, test within the suite)."""
+        return (self.session.device_type, self.suite, self.local)
 
 
 @dataclass
 class ResultSet:
-    """Every attempt found, the hash of every file read, and what could not be read (each a refusal)."""
+    """Every session and attempt found, the hash of every file read, and what could not be read."""
 
+    sessions: list[Session] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def evidence(self) -> dict:
+        """Sessions and attempts as plain data; attempts name their session by run id and file."""
+        return {
+            "sessions": [asdict(s) for s in self.sessions],
+            "attempts": [
+                {k: v for k, v in asdict(a).items() if k != "session"}
+                | {"run_id": a.session.run_id, "source": a.session.source}
+                for a in self.attempts
+            ],
+        }
 
-def latest_attempts(attempts: Iterable[Attempt]) -> dict[tuple[str, str, str], Attempt]:
-    """The attempt that counts for each test: the one from the run that started last (all are kept)."""
-    chosen: dict[tuple[str, str, str], Attempt] = {}
-    for attempt in attempts:
-        best = chosen.get(attempt.key)
-        if best is None or attempt.order() > best.order():
-            chosen[attempt.key] = attempt
-    return chosen
+
+def parse_time(text: str) -> datetime:
+    """An ISO time (UTC when it names no zone), or NEVER."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return NEVER
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def local_test_id(suite: str, classname: str, name: str) -> str:
+    """`suites.boot.test_boot` + `test_x[a]` -> `test_boot::test_x[a]`: a test's id within its suite.
+
+    The dotted prefix depends on the directory pytest started in (a checkout, an installed wheel, the
+    suite folder itself); what follows the suite's own segment does not.
+    """
+    parts = classname.split(".") if classname else []
+    for i, part in enumerate(parts):
+        if part == suite and (i == 0 or parts[i - 1] == "suites"):
+            parts = parts[i + 1 :]
+            break
+    return f"{'.'.join(parts)}::{name}"
+
+
+class Reader:
+    """Reads result files within the bounds, records each file's hash, and turns refusals into problems."""
+
+    def __init__(self, results: ResultSet) -> None:
+        self.results = results
+        self.total = 0
+
+    def read(self, path: Path, limit: int) -> bytes:
+        """The bytes of a result file within the bounds, its hash recorded; Unreadable otherwise."""
+        data = read_bounded(path, limit)
+        self.total += len(data)
+        if self.total > MAX_TOTAL_BYTES:
+            raise Unreadable(f"the results together exceed {MAX_TOTAL_BYTES >> 20} MiB")
+        self.results.files[str(path)] = hashlib.sha256(data).hexdigest()
+        return data
+
+    def refuse(self, path: Path, why: str) -> None:
+        """Record that `path` is not evidence, and why."""
+        self.results.problems.append(f"{path}: {why}")
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; Unreadable otherwise, and never blocks
+    (a FIFO or a device behind the name, even one swapped in after a check, is refused)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise Unreadable(f"cannot open ({exc.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise Unreadable(f"not a regular file ({_kind(mode)})")
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise Unreadable(f"larger than the {limit >> 10} KiB allowed")
+    except OSError as exc:
+        raise Unreadable(f"cannot read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):  # fmt: skip
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def walk(root: Path, problems: list[str]) -> Iterator[Path]:
+    """Every non-directory entry under `root`, sorted; symlinked directories are not followed."""
+    seen = 0
+    errors: list[OSError] = []
+    for folder, dirs, files in os.walk(root, onerror=errors.append, followlinks=False):
+        dirs.sort()
+        seen += len(dirs) + len(files)
+        if seen > MAX_ENTRIES:
+            problems.append(f"{root}: more than {MAX_ENTRIES} entries; point --results at the results")
+            return
+        for name in sorted(files):
+            yield Path(folder) / name
+    problems += [f"{e.filename}: cannot list ({e.strerror})" for e in errors]
 
 
 def read_results(dirs: Iterable[Path]) -> ResultSet:
     """Read every JUnit XML file, then every allure-results directory, under `dirs`."""
+    from hil.release.allure import read_allure
+    from hil.release.junit import read_junit
+
     results = ResultSet()
+    reader = Reader(results)
     roots = []
     for root in map(Path, dirs):
         if root.is_dir():
             roots.append(root)
         else:
             results.problems.append(f"results directory {root} does not exist")
+    allure_dirs: set[Path] = set()
     for root in roots:
-        for path in sorted(root.rglob("*.xml")):
-            _read_junit(path, results)
-    # JUnit first: an allure result from a run that also left JUnit only lends its attachments.
-    junit_runs = {a.run_id for a in results.attempts}
-    lent: dict[tuple[str, str], tuple[str, ...]] = {}
-    for root in roots:
-        for allure_dir in sorted({p.parent for p in root.rglob("*-result.json")}):
-            _read_allure(allure_dir, results, junit_runs, lent)
-    results.attempts = [
-        replace(a, artifacts=a.artifacts + lent.get((a.run_id, a.test), ())) for a in results.attempts
-    ]
+        for path in walk(root, results.problems):
+            if path.name.endswith(".xml"):
+                read_junit(reader, path)
+            elif path.name.endswith("-result.json"):
+                allure_dirs.add(path.parent)
+    # JUnit first: it is the record; Allure results of the same runs are checked against it.
+    for allure_dir in sorted(allure_dirs):
+        read_allure(reader, allure_dir)
     for root in roots:
         if not any(Path(f).is_relative_to(root) for f in results.files):
             results.problems.append(f"{root} holds no JUnit XML and no allure results")
     return results
-
-
-def _sha256(path: Path) -> tuple[bytes, str]:
-    data = path.read_bytes()
-    return data, hashlib.sha256(data).hexdigest()
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return _NEVER
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _suite_from_module(dotted: str) -> str:
-    """`suites.boot.test_boot` -> `boot`: the fallback when a test carries no hil.suite property."""
-    parts = dotted.split(".")
-    return parts[1] if len(parts) > 2 and parts[0] == "suites" else ""
-
-
-def _properties(element: ET.Element) -> dict[str, str]:
-    props = element.find("properties")
-    if props is None:
-        return {}
-    return {p.get("name", ""): p.get("value", "") for p in props.findall("property")}
-
-
-def _read_junit(path: Path, results: ResultSet) -> None:
-    data, digest = _sha256(path)
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        results.files[str(path)] = digest
-        results.problems.append(f"{path}: not parsable as XML ({exc})")
-        return
-    if root.tag not in ("testsuites", "testsuite"):
-        # Artifacts dirs legitimately hold other XML (device trees, libvirt domains): not evidence.
-        results.notes.append(f"{path}: ignored, root element <{root.tag}> is not a JUnit report")
-        return
-    results.files[str(path)] = digest
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    for testsuite in suites:
-        _read_junit_suite(path, testsuite, results)
-
-
-def _read_junit_suite(path: Path, testsuite: ET.Element, results: ResultSet) -> None:
-    props = _properties(testsuite)
-    if not props.get("hil.device_type"):
-        results.problems.append(
-            f"{path}: testsuite '{testsuite.get('name', '')}' has no hil.device_type property; "
-            "cannot tell what these results are for"
-        )
-        return
-    props.setdefault("hil.run_id", f"file:{path}")
-    own = testsuite.find("properties")
-    listed = own.findall("property") if own is not None else []
-    versions = sorted({p.get("value", "") for p in listed if p.get("name") == "hil.os_version"})
-    if len(versions) > 1:
-        results.problems.append(f"{path}: one session reports several OS versions: {', '.join(versions)}")
-    # A DUT that never booted reports no version: its failures still belong in the table.
-    props["hil.os_version"] = versions[0] if len(versions) == 1 else ""
-    started = props.get("hil.started") or testsuite.get("timestamp", "")
-    if _parse_time(started) == _NEVER:
-        results.problems.append(
-            f"{path}: start time '{started}' is not an ISO time; retries cannot be ordered"
-        )
-    for case in testsuite.iter("testcase"):
-        classname, name = case.get("classname", ""), case.get("name", "")
-        suite = _properties(case).get("hil.suite") or _suite_from_module(classname)
-        outcome, message = PASSED, ""
-        for tag, mapped in (("error", ERROR), ("failure", FAILED), ("skipped", SKIPPED)):
-            found = case.find(tag)
-            if found is not None:
-                outcome, message = mapped, found.get("message", "") or (found.text or "").strip()
-                break
-        results.attempts.append(
-            Attempt(
-                device_type=props["hil.device_type"],
-                suite=suite,
-                test=f"{classname}::{name}",
-                outcome=outcome,
-                run_id=props["hil.run_id"],
-                started=started,
-                os_version=props["hil.os_version"],
-                rig=props.get("hil.rig", ""),
-                image=props.get("hil.image", ""),
-                source=str(path),
-                message=message[:500],
-                artifacts=_junit_artifacts(path, case),
-            )
-        )
-
-
-def _junit_artifacts(path: Path, case: ET.Element) -> tuple[str, ...]:
-    found = [v for k, v in _properties(case).items() if k.startswith("hil.artifact")]
-    for tag in ("system-out", "system-err"):
-        for stream in case.findall(tag):
-            found += _ATTACHMENT.findall(stream.text or "")
-    return tuple(str((path.parent / item).resolve()) for item in found)
-
-
-def _allure_environment(allure_dir: Path, results: ResultSet) -> dict[str, str]:
-    env_file = allure_dir / "environment.properties"
-    if not env_file.is_file():
-        return {}
-    data, results.files[str(env_file)] = _sha256(env_file)
-    pairs = (line.split("=", 1) for line in data.decode(errors="replace").splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
-def _read_allure(
-    allure_dir: Path,
-    results: ResultSet,
-    junit_runs: set[str],
-    lent: dict[tuple[str, str], tuple[str, ...]],
-) -> None:
-    env = _allure_environment(allure_dir, results)
-    for path in sorted(allure_dir.glob("*-result.json")):
-        data, results.files[str(path)] = _sha256(path)
-        try:
-            record = json.loads(data)
-            labels = {lab["name"]: lab["value"] for lab in record.get("labels", [])}
-            module = record["fullName"].split("#", 1)[0]
-            artifacts = tuple(
-                str((allure_dir / a["source"]).resolve()) for a in record.get("attachments", [])
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            results.problems.append(f"{path}: not a readable allure result ({exc})")
-            continue
-        # Labels first, then environment.properties, where the run's facts may go with or without "hil.".
-        props = {
-            name: labels.get(name) or env.get(name) or env.get(name.removeprefix("hil."), "")
-            for name in _SUITE_PROPS
-        }
-        test = f"{module}::{record.get('name', '')}"
-        if props["hil.run_id"] in junit_runs:
-            lent[(props["hil.run_id"], test)] = artifacts
-            continue
-        if not props["hil.device_type"]:
-            results.problems.append(
-                f"{path}: no hil.device_type label or environment property; "
-                "cannot tell what this result is for"
-            )
-            continue
-        started = props["hil.started"]
-        if not started and isinstance(record.get("start"), int):
-            started = datetime.fromtimestamp(record["start"] / 1000, UTC).isoformat()
-        results.attempts.append(
-            Attempt(
-                device_type=props["hil.device_type"],
-                suite=labels.get("hil.suite") or _suite_from_module(module),
-                test=test,
-                outcome=_ALLURE_OUTCOMES.get(record.get("status", ""), ERROR),
-                run_id=props["hil.run_id"] or f"allure:{allure_dir}",
-                started=started,
-                os_version=props["hil.os_version"],
-                rig=props["hil.rig"],
-                image=props["hil.image"],
-                source=str(path),
-                message=str((record.get("statusDetails") or {}).get("message", ""))[:500],
-                artifacts=artifacts,
-            )
-        )

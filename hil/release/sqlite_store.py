@@ -1,4 +1,5 @@
-"""The embedded release store: one sqlite file holding releases and the evidence of every gate decision."""
+"""The embedded release store: one sqlite file holding releases, the image each ships by content hash,
+and the evidence of every gate decision."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from hil.release.store import (
     FINALIZED,
     INVALIDATED,
     Release,
+    ReleaseImage,
+    checked_device_type,
+    checked_version,
+    release_id,
 )
 
 _SCHEMA = """
@@ -28,7 +33,8 @@ CREATE TABLE IF NOT EXISTS releases (
     device_types TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('draft', 'final', 'invalidated')),
     created TEXT NOT NULL,
-    finalized_at TEXT
+    finalized_at TEXT,
+    images TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY,
@@ -39,8 +45,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     outcome TEXT NOT NULL,
     policy_sha256 TEXT NOT NULL,
     evidence TEXT NOT NULL
-);
+)
 """
+
+_INSERT = (
+    "INSERT INTO releases (version, device_types, status, created, images) "
+    "VALUES (?, ?, ?, ?, ?) RETURNING id"
+)
 
 
 def default_store_path() -> Path:
@@ -58,10 +69,20 @@ class SqliteStore:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path or default_store_path())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A mistyped --store must not quietly start an empty store somewhere new.
+        if not self.path.parent.is_dir():
+            raise HilError(f"release store {self.path}: folder {self.path.parent} does not exist")
+        if self.path.exists() and not self.path.is_file():
+            raise HilError(f"release store {self.path} is not a file")
         with self._transaction() as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "releases" not in tables:
+                raise HilError(f"release store {self.path} is a sqlite database of something else")
             for statement in _SCHEMA.split(";"):
                 db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(releases)")}
+            if "images" not in columns:  # a store from before releases named their images
+                db.execute("ALTER TABLE releases ADD COLUMN images TEXT NOT NULL DEFAULT '{}'")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -69,42 +90,56 @@ class SqliteStore:
         try:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:
-            raise HilError(f"release store {self.path}: cannot open ({exc})") from exc
+            raise HilError(f"release store {self.path}: cannot open ({exc})") from None
         with closing(conn):
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise HilError(f"release store {self.path} is not a usable release store ({exc})") from None
             try:
                 yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise HilError(f"release store {self.path}: {exc}") from None
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
-            conn.execute("COMMIT")
 
-    def create(self, version: str, device_types: list[str]) -> Release:
-        """A new draft release of `version` for `device_types`."""
-        with self._transaction() as db:
-            cur = db.execute(
-                "INSERT INTO releases (version, device_types, status, created) VALUES (?, ?, ?, ?)",
-                (version, json.dumps(sorted(set(device_types))), DRAFT, _now()),
-            )
-            return self._get(db, str(cur.lastrowid))
-
-    def find_or_create_draft(self, version: str, device_types: list[str]) -> Release:
-        """The newest non-invalidated release of `version` for exactly `device_types`, else a new draft."""
-        wanted = json.dumps(sorted(set(device_types)))
+    def create(self, version: str, images: dict[str, ReleaseImage]) -> Release:
+        """A new draft release of `version`, shipping `images` (device type -> image)."""
         with self._transaction() as db:
             row = db.execute(
-                "SELECT id FROM releases WHERE version = ? AND device_types = ? AND status != ? "
-                "ORDER BY id DESC LIMIT 1",
-                (version, wanted, INVALIDATED),
+                _INSERT, (*_columns(version, images), DRAFT, _now(), _images_json(images))
             ).fetchone()
-            if row is None:
-                row = db.execute(
-                    "INSERT INTO releases (version, device_types, status, created) VALUES (?, ?, ?, ?) "
-                    "RETURNING id",
-                    (version, wanted, DRAFT, _now()),
-                ).fetchone()
+            return self._get(db, str(row["id"]))
+
+    def find_or_create_draft(self, version: str, images: dict[str, ReleaseImage]) -> Release:
+        """The newest release of `version` shipping exactly these images (by hash), else a new draft.
+
+        A release of that version already final with other images refuses: one version, one set of images.
+        """
+        version, device_types = _columns(version, images)
+        wanted = {dt: image.sha256 for dt, image in images.items()}
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT * FROM releases WHERE version = ? AND device_types = ? AND status != ? "
+                "ORDER BY id DESC",
+                (version, device_types, INVALIDATED),
+            ).fetchall()
+            for row in rows:
+                release = _release(row)
+                if {dt: image.sha256 for dt, image in release.images.items()} == wanted:
+                    return release
+            final = next((_release(r) for r in rows if r["status"] == FINAL), None)
+            if final is not None:
+                raise GateRefused(
+                    f"release {final.id} of version {version} is already final with other images; "
+                    "give this image a new version, or invalidate that release"
+                )
+            row = db.execute(_INSERT, (version, device_types, DRAFT, _now(), _images_json(images))).fetchone()
             return self._get(db, str(row["id"]))
 
     def releases(self) -> list[Release]:
@@ -118,10 +153,10 @@ class SqliteStore:
         with self._transaction() as db:
             return self._get(db, release_id)
 
-    def _get(self, db: sqlite3.Connection, release_id: str) -> Release:
-        row = db.execute("SELECT * FROM releases WHERE id = ?", (_int_id(release_id),)).fetchone()
+    def _get(self, db: sqlite3.Connection, text_id: str) -> Release:
+        row = db.execute("SELECT * FROM releases WHERE id = ?", (release_id(text_id),)).fetchone()
         if row is None:
-            raise HilError(f"release {release_id} is not in {self.path} (see `hil release list`)")
+            raise HilError(f"release {text_id} is not in {self.path} (see `hil release list`)")
         return _release(row)
 
     def finalize(self, release_id: str, evidence: dict) -> str:
@@ -134,23 +169,22 @@ class SqliteStore:
             if outcome == FINALIZED:
                 db.execute(
                     "UPDATE releases SET status = ?, finalized_at = ? WHERE id = ? AND status = ?",
-                    (FINAL, _now(), release.id, DRAFT),
+                    (FINAL, _now(), int(release.id), DRAFT),
                 )
-            self._insert(db, release_id, {**evidence, "outcome": outcome})
+            self._insert(db, release.id, {**evidence, "outcome": outcome})
             return outcome
 
     def record(self, release_id: str, evidence: dict) -> None:
         """Keep the evidence of a decision that did not finalize."""
         with self._transaction() as db:
-            self._get(db, release_id)
-            self._insert(db, release_id, evidence)
+            self._insert(db, self._get(db, release_id).id, evidence)
 
     def evidence(self, release_id: str) -> list[dict]:
         """Every recorded decision for the release, oldest first."""
         with self._transaction() as db:
-            self._get(db, release_id)
+            release = self._get(db, release_id)
             rows = db.execute(
-                "SELECT id, evidence FROM decisions WHERE release_id = ? ORDER BY id", (_int_id(release_id),)
+                "SELECT id, evidence FROM decisions WHERE release_id = ? ORDER BY id", (int(release.id),)
             ).fetchall()
             return [{"id": row["id"], **json.loads(row["evidence"])} for row in rows]
 
@@ -160,7 +194,7 @@ class SqliteStore:
             "INSERT INTO decisions (release_id, decided_at, who, verdict, outcome, policy_sha256, evidence) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                _int_id(release_id),
+                int(release_id),
                 evidence["decided_at"],
                 evidence["who"],
                 evidence["decision"]["verdict"],
@@ -171,14 +205,24 @@ class SqliteStore:
         )
 
 
-def _int_id(release_id: str) -> int:
-    try:
-        return int(release_id)
-    except ValueError:
-        raise HilError(f"release id '{release_id}' is not a number (see `hil release list`)") from None
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _columns(version: str, images: dict[str, ReleaseImage]) -> tuple[str, str]:
+    """The version and device types columns, validated: a release names at least one device type."""
+    if not images:
+        raise HilError("a release ships at least one image, for the device type it is built for")
+    return checked_version(version), json.dumps(sorted(checked_device_type(dt) for dt in images))
+
+
+def _images_json(images: dict[str, ReleaseImage]) -> str:
+    return json.dumps({dt: {"sha256": i.sha256, "path": i.path} for dt, i in sorted(images.items())})
 
 
 def _release(row: sqlite3.Row) -> Release:
+    images = {dt: ReleaseImage(**image) for dt, image in json.loads(row["images"] or "{}").items()}
     return Release(
         id=str(row["id"]),
         version=row["version"],
@@ -186,4 +230,5 @@ def _release(row: sqlite3.Row) -> Release:
         status=row["status"],
         created=row["created"],
         finalized_at=row["finalized_at"],
+        images=images,
     )

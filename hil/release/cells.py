@@ -1,0 +1,137 @@
+"""One device type x suite of the decision table: judged from the attempts that count, against the
+policy's rule and the tests the installed suite has."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hil.release.policy import Policy, SuiteRule
+from hil.release.results import ERROR, FAILED, PASSED, SKIPPED, Attempt
+
+CELL_PASSED, CELL_FAILED, CELL_MISSING, CELL_TOO_FEW = "passed", "failed", "missing", "too few"
+CELL_INCOMPLETE, CELL_NOT_APPLICABLE = "incomplete", "not applicable"
+# How many test names a reason lists before it says "and N more".
+_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class FailingTest:
+    """A test that keeps its cell from passing, with where to look."""
+
+    test: str
+    outcome: str
+    message: str
+    source: str
+    artifacts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One device type x suite: its state, its counts and why it is not passed."""
+
+    device_type: str
+    suite: str
+    state: str
+    passed: int
+    failed: int
+    skipped: int
+    min_tests: int
+    reasons: tuple[str, ...]
+    failing: tuple[FailingTest, ...]
+    notes: tuple[str, ...] = ()
+
+
+def skip_allowed(policy: Policy, rule: SuiteRule, attempt: Attempt) -> bool:
+    """A skip the policy accepts: a test it lists, or one for a feature the run's OS profile may lack."""
+    return rule.skip_allowed(attempt.test) or policy.may_lack(
+        attempt.session.os_profile, attempt.missing_feature
+    )
+
+
+def judge_cell(
+    policy: Policy,
+    device_type: str,
+    suite: str,
+    attempts: list[Attempt],
+    expected: frozenset[str] | None,
+) -> Cell:
+    """Judge one device type x suite from the attempts that count and the tests the suite has."""
+    rule = policy.model.device_types[device_type].suites[suite]
+    where = f"{device_type}/{suite}"
+    passed = sum(a.outcome == PASSED for a in attempts)
+    skipped = [a for a in attempts if a.outcome == SKIPPED]
+    failing = tuple(
+        FailingTest(a.test, a.outcome, a.message, a.session.source, a.artifacts)
+        for a in sorted(attempts, key=lambda a: a.test)
+        if a.outcome not in (PASSED, SKIPPED) or (a.outcome == SKIPPED and not skip_allowed(policy, rule, a))
+    )
+    if expected is None:
+        gaps: tuple[str, ...] = (
+            f"{where}: the installed suites have no suite '{suite}'; cannot tell its tests",
+        )
+    else:
+        gaps = _gaps(where, attempts, expected)
+    declared = [a for a in skipped if policy.may_lack(a.session.os_profile, a.missing_feature)]
+    notes: tuple[str, ...] = ()
+    if not attempts:
+        state, reasons = CELL_MISSING, (f"{where}: no results", *(gaps if expected is None else ()))
+    elif failing:
+        state, reasons = CELL_FAILED, (*(f"{where}: {f.test} {_verb(f)}" for f in failing), *gaps)
+    elif gaps:
+        state, reasons = CELL_INCOMPLETE, gaps
+    elif len(declared) == len(attempts):
+        state, reasons = CELL_NOT_APPLICABLE, ()
+        lacks = sorted({(a.session.os_profile, a.missing_feature) for a in declared})
+        notes = (
+            f"{where}: not applicable: every test was skipped because "
+            + "; ".join(f"OS profile {p} lacks {f}" for p, f in lacks)
+            + ", which the policy declares it may; not counted as passed",
+        )
+    elif passed < rule.min_tests:
+        state = CELL_TOO_FEW
+        reasons = (f"{where}: {passed} test(s) passed, the policy needs at least {rule.min_tests}",)
+    else:
+        state, reasons = CELL_PASSED, ()
+    return Cell(
+        device_type=device_type,
+        suite=suite,
+        state=state,
+        passed=passed,
+        failed=len(failing),
+        skipped=len(skipped),
+        min_tests=rule.min_tests,
+        reasons=reasons,
+        failing=failing,
+        notes=notes,
+    )
+
+
+def _gaps(where: str, attempts: list[Attempt], expected: frozenset[str]) -> tuple[str, ...]:
+    """Tests the installed suite has that the results lack, and tests the results have that it does not."""
+    present = {a.local for a in attempts}
+    reasons = []
+    missing = sorted(expected - present)
+    if missing:
+        reasons.append(
+            f"{where}: {len(missing)} of the {len(expected)} tests the installed suite has are not in the "
+            f"results ({_listed(missing)}); a run with -k or --deselect, or one cut short, is partial"
+        )
+    unknown = sorted(present - expected)
+    if unknown:
+        reasons.append(
+            f"{where}: the results hold tests the installed suite does not have ({_listed(unknown)}); they "
+            "come from other suites than the ones installed here"
+        )
+    return tuple(reasons)
+
+
+def _listed(tests: list[str]) -> str:
+    more = f" and {len(tests) - _SHOWN} more" if len(tests) > _SHOWN else ""
+    return ", ".join(tests[:_SHOWN]) + more
+
+
+def _verb(failing: FailingTest) -> str:
+    verb = {FAILED: "failed", ERROR: "errored", SKIPPED: "was skipped, which the policy does not allow"}.get(
+        failing.outcome, f"ended '{failing.outcome}'"
+    )
+    return verb + (f": {failing.message.splitlines()[0]}" if failing.message.strip() else "")
