@@ -512,6 +512,27 @@ def test_a_generic_os_skipping_features_it_may_lack_is_final_with_not_applicable
     )
 
 
+def test_min_tests_counts_among_the_tests_that_apply_to_the_os(tmp_path: Path) -> None:
+    # time_sync has 4 tests; a generic OS lacks two of them: 2 passes meet min_tests 3 among the 2 that apply.
+    lacking = {case_id("time_sync", n): "persisted-clock" for n in GENERIC_SUITES["time_sync"][:2]}
+    hostapp = {case_id("hostapp_update", n): "ab-update" for n in SUITES["hostapp_update"]}
+    write_junit(
+        tmp_path / "junit.xml", os_profile="generic", suites=GENERIC_SUITES, missing={**lacking, **hostapp},
+        outcomes=dict.fromkeys([*lacking, *hostapp], "skipped"),
+    )  # fmt: skip
+    decision = decide(tmp_path, suites=GENERIC_SUITES)
+    assert decision.verdict == FINAL, decision.reasons
+    assert cell(decision, "time_sync").passed == 2
+    assert any("time_sync: 2 of the 2 test(s) that apply passed" in n for n in decision.notes)
+    # One of those two failing to apply for an undeclared reason still refuses, whatever the count.
+    fourth = case_id("time_sync", GENERIC_SUITES["time_sync"][2])
+    write_junit(
+        tmp_path / "junit.xml", os_profile="generic", suites=GENERIC_SUITES, missing={**lacking, **hostapp},
+        outcomes={**dict.fromkeys([*lacking, *hostapp], "skipped"), fourth: "skipped"},
+    )  # fmt: skip
+    assert decide(tmp_path, suites=GENERIC_SUITES).verdict == REFUSED
+
+
 def test_the_same_skips_refuse_for_a_profile_that_declares_nothing(tmp_path: Path) -> None:
     _generic_run(tmp_path, properties={"hil.os_profile": "reference"})
     decision = decide(tmp_path, suites=GENERIC_SUITES)

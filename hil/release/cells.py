@@ -72,6 +72,10 @@ def judge_cell(
     else:
         gaps = _gaps(where, attempts, expected)
     declared = [a for a in skipped if policy.may_lack(a.session.os_profile, a.missing_feature)]
+    # Each test skipped for a feature the policy declares the OS may lack takes one off the minimum:
+    # it does not apply to this OS, so it can neither pass nor be asked to. Nothing else lowers it.
+    applicable = len(attempts) - len(declared)
+    needed = max(1, rule.min_tests - len(declared))
     notes: tuple[str, ...] = ()
     if not attempts:
         state, reasons = CELL_MISSING, (f"{where}: no results", *(gaps if expected is None else ()))
@@ -87,11 +91,16 @@ def judge_cell(
             + "; ".join(f"OS profile {p} lacks {f}" for p, f in lacks)
             + ", which the policy declares it may; not counted as passed",
         )
-    elif passed < rule.min_tests:
+    elif passed < needed:
         state = CELL_TOO_FEW
-        reasons = (f"{where}: {passed} test(s) passed, the policy needs at least {rule.min_tests}",)
+        reasons = (f"{where}: {passed} test(s) passed, the policy needs at least {needed}",)
     else:
         state, reasons = CELL_PASSED, ()
+        if needed < rule.min_tests:
+            notes = (
+                f"{where}: {passed} of the {applicable} test(s) that apply passed; the policy's min_tests "
+                f"{rule.min_tests} counts among those, the rest were skipped for declared missing features",
+            )
     return Cell(
         device_type=device_type,
         suite=suite,
