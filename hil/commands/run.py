@@ -36,6 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--image", type=Path, help="image to test (default on virtual rigs: the reference image)"
     )
+    run.add_argument("--device-type", metavar="SLUG",
+                     help="the device type of an --image that names none (it is recorded as asserted)")  # fmt: skip
     run.add_argument("--suite", action="append", dest="suites", metavar="NAME",
                      help="suite to run (repeatable; default: every suite under suites/)")  # fmt: skip
     run.add_argument("--artifacts", type=Path, help="output directory (default: ./artifacts/run-<time>)")
@@ -80,6 +82,8 @@ def _run(args: argparse.Namespace) -> int:
         extra += ["-n", str(args.boards)]
     if args.force:
         extra.append("--force-rig")
+    if args.device_type:
+        extra += ["--device-type", args.device_type]
     status = pytest.main([
         *map(str, suites), "--rig", args.rig, "--pool-wait", str(args.pool_wait), "--image", str(image),
         "--hil-artifacts", str(artifacts),
