@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -16,16 +14,15 @@ from pathlib import Path
 from hil.errors import ImageError
 from hil.images import disk, kernel, rootfs
 from hil.images.bundle import write_bundle
+from hil.images.cache import building, images_dir
 from hil.images.cpio import write_newc
 from hil.images.debs import Package, resolve, unpack
 from hil.images.sshkey import default_public_key
-from hil.images.tools import require_grub_efi, run
 from hil.paths import cache_dir
 
 VARIANTS: tuple[str, ...] = rootfs.VARIANTS
 DEVICE_TYPE = rootfs.DEVICE_TYPE
 HOSTNAME = "hil-dut"
-GRUB_MODULES = "part_gpt fat search search_label linux normal echo serial terminal"
 _SOURCES = Path(__file__).parent
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+~_-]*")
 
@@ -63,36 +60,6 @@ def _image(directory: Path, version: str, variant: str) -> ReferenceImage:
     )
 
 
-def _reap_stale_builds(images: Path) -> None:
-    """Remove the temporary directories of builds whose process is gone (killed mid-build)."""
-    for tmp in images.glob(".tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
-            os.kill(int(pid), 0)
-            continue
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _grub(out: Path) -> None:
-    require_grub_efi()
-    # Only the modules grub.cfg uses, built into the core image: 1 MB instead of 10 for OVMF to load.
-    run(
-        [
-            "grub-mkstandalone",
-            "-O",
-            "x86_64-efi",
-            f"--modules={GRUB_MODULES}",
-            f"--install-modules={GRUB_MODULES}",
-            "--locales=",
-            "--fonts=",
-            "--themes=",
-            "-o",
-            out,
-            f"boot/grub/grub.cfg={rootfs.FILES / 'grub.cfg'}",
-        ]
-    )
-
-
 def _build(work: Path, target: ReferenceImage, trees: dict[str, Path], ssh_key: str, log: Callable) -> None:
     """Make every file of the image in `work`, then the disk and the bundle named by `target`."""
     initramfs_tree, root_tree = work / "initramfs", work / "rootfs"
@@ -101,7 +68,7 @@ def _build(work: Path, target: ReferenceImage, trees: dict[str, Path], ssh_key: 
     rootfs.build_rootfs_tree(trees, root_tree, target.version, target.variant)
     log(f"root filesystem and initramfs assembled for {target.version} ({target.variant})")
 
-    _grub(work / "BOOTX64.EFI")
+    disk.grub_efi(work / "BOOTX64.EFI", rootfs.FILES / "grub.cfg")
     boot = {
         "EFI/BOOT/BOOTX64.EFI": work / "BOOTX64.EFI",
         "vmlinuz": kernel.vmlinuz(kernel.package_tree(trees)),
@@ -140,9 +107,7 @@ def build_reference(
     cache = cache or cache_dir()
     packages = resolve(rootfs.PACKAGES)
     ssh_key = default_public_key(cache)
-    images = cache / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    _reap_stale_builds(images)
+    images = images_dir(cache)
     final = images / _cache_key(packages, version, variant, ssh_key)
     if final.is_dir():
         image = _image(final, version, variant)
@@ -151,11 +116,7 @@ def build_reference(
 
     started = time.monotonic()
     log(f"building the reference image {version} ({variant}) in {images}")
-    # Build under a temporary name and rename: a killed build never leaves a directory that looks done.
-    tmp = images / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with building(final) as tmp:
         trees = unpack(packages, cache / "debs")
         log(f"packages ready: {', '.join(f'{p.name} {p.version}' for p in packages[:4])}, ...")
         _build(tmp / "work", _image(tmp, version, variant), trees, ssh_key, log)
@@ -172,13 +133,6 @@ def build_reference(
             )
             + "\n"
         )
-        try:
-            tmp.rename(final)
-        except OSError:
-            shutil.rmtree(tmp)  # a concurrent build of the same inputs finished first
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     image = _image(final, version, variant)
     log(f"built {image.disk} in {time.monotonic() - started:.1f} s")
     return image

@@ -91,7 +91,7 @@ exit 1
 """
 
 
-def _copy_files(src: Path, root: Path) -> None:
+def copy_files(src: Path, root: Path) -> None:
     """Copy a files/ subtree; scripts become executable whatever modes the installed package kept."""
     for path in sorted(src.rglob("*")):
         dest = root / path.relative_to(src)
@@ -166,8 +166,8 @@ def build_rootfs_tree(trees: dict[str, Path], root: Path, version: str, variant:
     """Fill `root` with the read-only root filesystem of one version and variant."""
     _install_busybox(trees["busybox-static"], root)
     _install_dynamic(trees, root)
-    _copy_files(FILES / "common", root)
-    _copy_files(FILES / "rootfs", root)
+    copy_files(FILES / "common", root)
+    copy_files(FILES / "rootfs", root)
     for rel in ("dev", "proc", "sys", "run", "tmp", "mnt/boot", "mnt/state", "mnt/data", "root", "var/lib"):
         (root / rel).mkdir(parents=True, exist_ok=True)
     (root / "root").chmod(0o700)
@@ -194,8 +194,8 @@ def build_rootfs_tree(trees: dict[str, Path], root: Path, version: str, variant:
 def build_initramfs_tree(trees: dict[str, Path], root: Path) -> None:
     """Fill `root` with the initramfs: busybox, the boot-environment logic and the kernel modules."""
     _install_busybox(trees["busybox-static"], root)
-    _copy_files(FILES / "common", root)
-    _copy_files(FILES / "initramfs", root)
+    copy_files(FILES / "common", root)
+    copy_files(FILES / "initramfs", root)
     for rel in ("dev", "proc", "sys", "mnt/boot", "mnt/state", "newroot", "lib/modules"):
         (root / rel).mkdir(parents=True, exist_ok=True)
     order = []

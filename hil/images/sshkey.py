@@ -17,6 +17,13 @@ def default_key(cache: Path | None = None) -> Path:
     if path.exists() and path.with_suffix(".pub").exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_key_pair(path, "hil-default")
+    return path
+
+
+def write_key_pair(path: Path, comment: str) -> str:
+    """A new Ed25519 key pair: the private key at `path` (mode 600), the public line at `path`.pub and
+    returned."""
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
@@ -26,10 +33,12 @@ def default_key(cache: Path | None = None) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_bytes(private)
     tmp.chmod(0o600)
-    tmp.with_suffix(".pub").write_bytes(public + b" hil-default\n")
-    os.replace(tmp.with_suffix(".pub"), path.with_suffix(".pub"))
+    line = f"{public.decode()} {comment}"
+    tmp_public = tmp.with_name(f"{tmp.name}.pub")
+    tmp_public.write_text(line + "\n")
+    os.replace(tmp_public, path.with_name(f"{path.name}.pub"))
     os.replace(tmp, path)
-    return path
+    return line
 
 
 def default_public_key(cache: Path | None = None) -> str:
