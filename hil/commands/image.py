@@ -1,14 +1,15 @@
-"""`hil image`: build the reference image, inspect an image."""
+"""`hil image`: build the reference image or a plain Debian image, inspect an image."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `hil image build-reference | info`."""
-    image = subparsers.add_parser("image", help="build the reference image, inspect images")
+    """Register `hil image build-reference | build-debian | info`."""
+    image = subparsers.add_parser("image", help="build the reference or a plain Debian image, inspect images")
     sub = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     build = sub.add_parser(
         "build-reference",
@@ -21,9 +22,51 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--variant", default="healthy", help="healthy, or a deliberately broken variant for tests"
     )
     build.set_defaults(func=_build)
+    _add_debian_parser(sub)
     info = sub.add_parser("info", help="print an image's device type and version")
     info.add_argument("image", type=Path)
     info.set_defaults(func=_info)
+
+
+def _add_debian_parser(sub: argparse._SubParsersAction) -> None:
+    debian = sub.add_parser(
+        "build-debian",
+        help="build a plain Debian 12 image, an OS hil did not shape (cached by content hash)",
+        description="Build a plain Debian 12 (bookworm) amd64 image with mmdebstrap: systemd, openssh, "
+        "chrony, systemd-networkd and -resolved, Debian's cloud kernel, a standalone GRUB EFI on the ESP. "
+        "Needs root; no mounts or loop devices. Prints the disk path, then the private key's path when hil "
+        "generated the key.",
+    )
+    debian.add_argument(
+        "--variant", default="password",
+        help="password (default): root logs in on the console with a password, no key baked in; key: root's "
+        "password locked, an SSH key in /root/.ssh/authorized_keys; no-sshd: password, no openssh-server",
+    )  # fmt: skip
+    debian.add_argument(
+        "--authorized-key", type=Path, metavar="PUB",
+        help="public key file for --variant key (default: generate a key pair beside the disk)",
+    )  # fmt: skip
+    debian.add_argument(
+        "--root-password", metavar="PASSWORD",
+        help="root's console password (default: $HIL_DEBIAN_ROOT_PASSWORD, else hil-debian)",
+    )  # fmt: skip
+    debian.set_defaults(func=_build_debian)
+
+
+def _build_debian(args: argparse.Namespace) -> int:
+    from hil.images.debian import build_debian
+
+    # Progress on stderr, so stdout is only the paths a script captures.
+    built = build_debian(
+        args.variant,
+        authorized_key=args.authorized_key,
+        root_password=args.root_password,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(built.disk)
+    if built.private_key is not None:
+        print(built.private_key)
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:

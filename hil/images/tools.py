@@ -21,6 +21,8 @@ APT_PACKAGE = {
     "mmd": "mtools",
     "sfdisk": "fdisk",
     "grub-mkstandalone": "grub-common",
+    "mmdebstrap": "mmdebstrap",
+    "unshare": "util-linux",
 }
 
 # grub-mkstandalone needs the EFI modules as well as the program itself.
