@@ -36,6 +36,15 @@ def _dut(tmp_path: Path, os_section: str, board: FakeBoard, boot: float = 20) ->
     return Dut(load_rig(rig_file), board, tmp_path / "art")
 
 
+def _logged_in(tmp_path: Path, image: Path, board: FakeBoard, monkeypatch: pytest.MonkeyPatch) -> Dut:
+    """A generic-profile DUT whose console password comes from the environment, booted to its shell."""
+    monkeypatch.setenv("FAKE_PW", SECRET)
+    dut = _dut(tmp_path, "os: generic\ncredentials:\n  password_env: FAKE_PW", board)
+    dut.flash(image, device_type="qemux86-64")
+    dut.transition(State.BOOTED)
+    return dut
+
+
 @pytest.fixture
 def board(tmp_path: Path) -> Iterator[FakeBoard]:
     fake = FakeBoard(tmp_path / "board", password=SECRET)
@@ -63,10 +72,7 @@ def test_a_failed_boot_breaks_the_dut_and_later_tests_fail_fast(tmp_path: Path, 
 def test_a_reflash_recovers_a_dut_that_broke_after_its_image_had_booted(
     tmp_path: Path, image: Path, board: FakeBoard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAKE_PW", SECRET)
-    dut = _dut(tmp_path, "os: generic\ncredentials:\n  password_env: FAKE_PW", board)
-    dut.flash(image, device_type="qemux86-64")
-    dut.transition(State.BOOTED)
+    dut = _logged_in(tmp_path, image, board, monkeypatch)
     board.boots = False
     with pytest.raises(HilError):
         dut.power_cycle(0)
@@ -81,10 +87,7 @@ def test_a_reflash_recovers_a_dut_that_broke_after_its_image_had_booted(
 def test_a_password_from_the_environment_logs_in_and_never_reaches_the_transcript(
     tmp_path: Path, image: Path, board: FakeBoard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAKE_PW", SECRET)
-    dut = _dut(tmp_path, "os: generic\ncredentials:\n  password_env: FAKE_PW", board)
-    dut.flash(image, device_type="qemux86-64")
-    dut.transition(State.BOOTED)
+    dut = _logged_in(tmp_path, image, board, monkeypatch)
     assert dut.console_run("echo in").output.strip() == "in"
     dut.close()
     assert SECRET not in dut.transcript.read_text(errors="replace")
