@@ -85,7 +85,8 @@ def damage(draw, name: str, path: Path, directory: Path) -> None:
     case = draw(st.sampled_from(cases))
     if name == "counter":
         counter = draw(st.sampled_from(["errors", "failures", "skipped", "tests"]))
-        now = int(suite.get(counter))
+        text = suite.get(counter, "").strip()  # an earlier damage may have left it unreadable already
+        now = int(text) if text.isascii() and text.isdigit() else 0
         suite.set(counter, draw(st.sampled_from([str(now + 1), str(now + 5), f"{now}²", "٣", f" {now}", ""])))
     elif name in ("drop_case", "drop_case_recounted"):
         suite.remove(case)
