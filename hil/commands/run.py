@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--image", type=Path, help="image to test (default on virtual rigs: the reference image)"
     )
     run.add_argument("--device-type", metavar="SLUG",
-                     help="the device type of an --image that names none (it is recorded as asserted)")  # fmt: skip
+                     help="device type of an --image that names none (recorded as asserted)")  # fmt: skip
     run.add_argument("--suite", action="append", dest="suites", metavar="NAME",
                      help="suite to run (repeatable; default: every suite under suites/)")  # fmt: skip
     run.add_argument("--artifacts", type=Path, help="output directory (default: ./artifacts/run-<time>)")
