@@ -1,67 +1,95 @@
-// Parse a Jenkinsfile as Groovy, syntax only (no Jenkins, no pipeline plugins), and print one JSON object
-// per line: {"sh": script} for every `sh` step, and {"stage": name, "calls": [...], "always": [...]} for
-// every stage, naming the steps called inside it and inside its `always` blocks. A syntax error exits
-// non-zero with Groovy's message.
+// Parse Jenkinsfiles as Groovy, syntax only (no Jenkins, no pipeline plugins), and print their shapes as
+// one JSON document, by path: each file's top-level statements and its functions, each a list of nodes in
+// source order. A node is a call ({type: call, name, object, named, args, body}), a try, an if, a for, an
+// assignment or a plain expression; a value carries its source text, the variables it reads (`vars`,
+// and `env`/`params` for env.X/params.X) and, when it is a literal, `const`. A syntax error exits non-zero
+// with Groovy's message.
 import groovy.json.JsonOutput
 import org.codehaus.groovy.ast.CodeVisitorSupport
-import org.codehaus.groovy.ast.expr.ClosureExpression
-import org.codehaus.groovy.ast.expr.ConstantExpression
-import org.codehaus.groovy.ast.expr.GStringExpression
-import org.codehaus.groovy.ast.expr.MapExpression
-import org.codehaus.groovy.ast.expr.MethodCallExpression
-import org.codehaus.groovy.ast.expr.TupleExpression
+import org.codehaus.groovy.ast.expr.*
+import org.codehaus.groovy.ast.stmt.*
 import org.codehaus.groovy.control.CompilationUnit
 import org.codehaus.groovy.control.Phases
 
-def unit = new CompilationUnit()
-unit.addSource(new File(args[0]))
-unit.compile(Phases.CONVERSION)
-
-def text = { expr ->
-    if (expr instanceof ConstantExpression) return expr.value as String
-    if (expr instanceof GStringExpression) return expr.verbatimText
-    return null
-}
-
-// Names of every method called inside a piece of code.
-def callsIn = { code ->
-    def names = []
-    code.visit(new CodeVisitorSupport() {
-        void visitMethodCallExpression(MethodCallExpression call) {
-            names << call.methodAsString
-            super.visitMethodCallExpression(call)
+Map value(Expression expr) {
+    def vars = [] as LinkedHashSet, envs = [] as LinkedHashSet, params = [] as LinkedHashSet
+    def scope = [env: envs, params: params]
+    expr.visit(new CodeVisitorSupport() {
+        void visitVariableExpression(VariableExpression v) { vars << v.name }
+        void visitPropertyExpression(PropertyExpression p) {
+            def owner = p.objectExpression
+            if (owner instanceof VariableExpression && scope.containsKey(owner.name)) {
+                scope[owner.name] << p.propertyAsString
+            }
+            super.visitPropertyExpression(p)
         }
     })
-    return names.unique()
+    def out = [text: expr.text, vars: vars as List, env: envs as List, params: params as List]
+    if (expr instanceof ConstantExpression) {
+        out.const = expr.value
+        out.literal = true
+    } else if (expr instanceof ClosureExpression) {
+        out.closure = nodes(expr.code)
+    } else if (expr instanceof MapExpression) {
+        out.map = expr.mapEntryExpressions.collectEntries { [(it.keyExpression.text): value(it.valueExpression)] }
+    } else if (expr instanceof ListExpression) {
+        out.list = expr.expressions.collect { value(it) }
+    }
+    return out
 }
 
-def visitor = new CodeVisitorSupport() {
-    void visitMethodCallExpression(MethodCallExpression call) {
-        def arguments = call.arguments instanceof TupleExpression ? call.arguments.expressions : []
-        if (call.methodAsString == 'sh') {
-            arguments.each { arg ->
-                // sh 'script' or sh(script: 'script', returnStatus: true)
-                def found = arg instanceof MapExpression ?
-                    arg.mapEntryExpressions.find { it.keyExpression.text == 'script' }?.valueExpression : arg
-                def script = found != null ? text(found) : null
-                if (script != null) println JsonOutput.toJson([sh: script])
-            }
+Map call(MethodCallExpression c) {
+    def arguments = c.arguments instanceof TupleExpression ? c.arguments.expressions : [c.arguments]
+    def named = [:], positional = [], body = null
+    arguments.each { arg ->
+        if (arg instanceof MapExpression) {
+            arg.mapEntryExpressions.each { named[it.keyExpression.text] = value(it.valueExpression) }
+        } else if (arg instanceof ClosureExpression) {
+            body = nodes(arg.code)
+        } else {
+            positional << value(arg)
         }
-        def body = arguments.find { it instanceof ClosureExpression }
-        if (call.methodAsString == 'stage' && body != null) {
-            def always = []
-            body.code.visit(new CodeVisitorSupport() {
-                void visitMethodCallExpression(MethodCallExpression inner) {
-                    def block = inner.arguments instanceof TupleExpression ?
-                        inner.arguments.expressions.find { it instanceof ClosureExpression } : null
-                    if (inner.methodAsString == 'always' && block != null) always.addAll(callsIn(block.code))
-                    super.visitMethodCallExpression(inner)
-                }
-            })
-            println JsonOutput.toJson([stage: text(arguments[0]), calls: callsIn(body.code), always: always.unique()])
-        }
-        super.visitMethodCallExpression(call)
     }
+    return [type: 'call', name: c.methodAsString, line: c.lineNumber, object: c.implicitThis ? null : value(c.objectExpression),
+            named: named, args: positional, body: body]
 }
-// The script's statements live in its run() method, its `def` functions beside it.
-unit.AST.modules.each { module -> module.classes*.methods.flatten().each { it.code?.visit(visitor) } }
+
+List nodes(Statement statement) {
+    if (statement == null || statement instanceof EmptyStatement) return []
+    if (statement instanceof BlockStatement) return statement.statements.collectMany { nodes(it) }
+    if (statement instanceof ExpressionStatement) return [expression(statement.expression)]
+    if (statement instanceof ReturnStatement) return [[type: 'return', value: value(statement.expression)]]
+    if (statement instanceof TryCatchStatement) {
+        return [[type: 'try', body: nodes(statement.tryStatement), catches: statement.catchStatements.collectMany { nodes(it.code) },
+                 finally: nodes(statement.finallyStatement)]]
+    }
+    if (statement instanceof IfStatement) {
+        return [[type: 'if', cond: value(statement.booleanExpression), then: nodes(statement.ifBlock), else: nodes(statement.elseBlock)]]
+    }
+    if (statement instanceof ForStatement) {
+        return [[type: 'for', var: statement.variable.name, collection: value(statement.collectionExpression), body: nodes(statement.loopBlock)]]
+    }
+    return [[type: 'statement', text: statement.text]]
+}
+
+Map expression(Expression expr) {
+    if (expr instanceof MethodCallExpression) return call(expr)
+    if (expr instanceof BinaryExpression && expr.operation.text == '=') {
+        def target = expr instanceof DeclarationExpression ? expr.leftExpression.text : expr.leftExpression.text
+        return [type: 'assign', name: target, value: value(expr.rightExpression)]
+    }
+    return [type: 'expr', value: value(expr)]
+}
+
+Map shape(String path) {
+    def unit = new CompilationUnit()
+    unit.addSource(new File(path))
+    unit.compile(Phases.CONVERSION)
+    def script = unit.AST.modules*.classes.flatten().find { it.isScript() }
+    def functions = script.methods.findAll { !(it.name in ['main', 'run']) }.collectEntries { m ->
+        [(m.name): [params: m.parameters*.name, body: nodes(m.code)]]
+    }
+    return [script: nodes(script.methods.find { it.name == 'run' }.code), functions: functions]
+}
+
+println JsonOutput.toJson(args.collectEntries { [(it): shape(it)] })
