@@ -69,6 +69,7 @@ def _no_secret_anywhere(folder: Path, secret: str) -> None:
             assert secret.encode() not in path.read_bytes(), f"the password leaked into {path}"
 
 
+@pytest.mark.timeout(2400)  # the inner run's own bound (1800 s) must fire first, leaving its JUnit
 def test_the_suites_pass_on_debian_with_only_the_console_password(tmp_path: Path) -> None:
     image = build_debian("password").disk
     rig = _rig(tmp_path, "debian-pw", f"  password_env: {PASSWORD_ENV}\n")
@@ -84,6 +85,7 @@ def test_the_suites_pass_on_debian_with_only_the_console_password(tmp_path: Path
     _no_secret_anywhere(tmp_path, PASSWORD)  # transcripts, QEMU logs, JUnit
 
 
+@pytest.mark.timeout(1500)
 def test_the_boot_suite_passes_on_debian_with_only_a_key_file(tmp_path: Path) -> None:
     built = build_debian("key")
     assert built.private_key is not None
@@ -101,6 +103,7 @@ def test_the_boot_suite_passes_on_debian_with_only_a_key_file(tmp_path: Path) ->
     assert "console-login" in skipped  # the console test is skipped: hil has no password to log in with
 
 
+@pytest.mark.timeout(1200)
 def test_a_wrong_password_is_one_line_naming_the_user_and_the_rig(tmp_path: Path) -> None:
     image = build_debian("password").disk
     rig = _rig(tmp_path, "debian-wrong", "  password: not-the-password\n")
@@ -111,6 +114,7 @@ def test_a_wrong_password_is_one_line_naming_the_user_and_the_rig(tmp_path: Path
     _no_secret_anywhere(tmp_path / "art", "not-the-password")
 
 
+@pytest.mark.timeout(1200)
 def test_an_image_without_sshd_runs_console_tests_and_names_the_missing_server(tmp_path: Path) -> None:
     image = build_debian("no-sshd").disk
     rig = _rig(tmp_path, "debian-nossh", f"  password_env: {PASSWORD_ENV}\n", ssh=20)
