@@ -17,6 +17,8 @@ COMMANDS = (
     "hil.commands.rig",
     "hil.commands.os",
     "hil.release.cli",
+    "hil.runs.cli",
+    "hil.commands.serve",
 )
 USAGE_ERRORS = (RigConfigError, ToolMissing, ImageError)
 

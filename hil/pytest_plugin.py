@@ -31,10 +31,10 @@ from hil.console_text import TextCleaner
 from hil.dut import Dut
 from hil.errors import HilError, Unsupported
 from hil.os.model import FEATURES
-from hil.pytest_session import DEFAULT_RIG, RUN, HilRun
+from hil.pytest_session import DEFAULT_RIG, RUN, HilRun, hil_run
 from hil.pytest_xdist import ControllerRelay
 
-pytest_plugins = ["hil.pytest_dut", "hil.services.fixtures", "hil.pytest_evidence"]
+pytest_plugins = ["hil.pytest_dut", "hil.services.fixtures", "hil.pytest_evidence", "hil.pytest_runs"]
 
 log = logging.getLogger("hil.plugin")
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -94,8 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "requires_os(feature, ...): runs only where the OS profile has these features"
     )
-    run = HilRun(config)
-    config.stash[RUN] = run
+    run = hil_run(config)
     if config.pluginmanager.hasplugin("xdist"):
         relay = {"run_id": run.run_id, "started": run.started, "artifacts": str(run.artifacts)}
         config.pluginmanager.register(ControllerRelay(config, relay), "hil-xdist-relay")

@@ -48,3 +48,10 @@ class HilRun:
 
 
 RUN = pytest.StashKey[HilRun]()
+
+
+def hil_run(config: pytest.Config) -> HilRun:
+    """The session's HilRun, made by whichever of hil's configure hooks asks first."""
+    if RUN not in config.stash:
+        config.stash[RUN] = HilRun(config)
+    return config.stash[RUN]

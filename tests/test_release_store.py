@@ -208,11 +208,11 @@ def test_a_report_that_cannot_be_updated_after_finalizing_is_a_warning_not_a_ref
     writes = []
     real = api._write_reports
 
-    def second_write_fails(out_dir: Path, decision, outcome: str, evidence: dict) -> None:
+    def second_write_fails(out_dir: Path, decision, outcome: str, evidence: dict, *plots: object) -> None:
         writes.append(outcome)
         if len(writes) == 2:
             raise OSError(28, "No space left on device")
-        real(out_dir, decision, outcome, evidence)
+        real(out_dir, decision, outcome, evidence, *plots)
 
     monkeypatch.setattr(api, "_write_reports", second_write_fails)
     release = store.create("1.2.0", IMAGES)

@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         extra += ["--device-type", args.device_type]
     status = pytest.main([
         *map(str, suites), "--rig", args.rig, "--pool-wait", str(args.pool_wait), "--image", str(image),
-        "--hil-artifacts", str(artifacts),
+        "--hil-artifacts", str(artifacts), "--hil-record-run",  # for `hil runs`, `hil serve`
         f"--junitxml={junit}", "-o", "junit_family=xunit1", f"--alluredir={artifacts / 'allure-results'}",
         "--clean-alluredir",  # a reused artifacts dir must not mix another run's Allure results into this one
         "-p", "no:cacheprovider", "-q", "--no-header", *extra,

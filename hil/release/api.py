@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import getpass
+import html
 import json
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,9 +17,10 @@ from hil.image_hash import image_sha256
 from hil.paths import cache_dir
 from hil.release import report
 from hil.release.catalog import Catalog
+from hil.release.db import default_store_path
 from hil.release.gate import REFUSED, Decision, evaluate
 from hil.release.policy import load_policy
-from hil.release.results import read_results
+from hil.release.results import RecordedJunit, read_results
 from hil.release.sessions import Subject
 from hil.release.sqlite_store import SqliteStore
 from hil.release.store import (
@@ -84,8 +87,10 @@ def gate_release(
     report_dir: Path | None = None,
     images: dict[str, ReleaseImage] | None = None,
     session_status: int | None = None,
+    runs: list[RecordedJunit] | None = None,
 ) -> GateResult:
-    """Decide on `release_id` from the result dirs; finalize it only when every required cell passed.
+    """Decide on `release_id` from the result dirs and recorded `runs`; finalize it only when every
+    required cell passed.
 
     `images` are images named at the gate (device type -> image): they must be the ones the release
     records, and they name the image of a release that records none (balena's). `session_status` is
@@ -93,7 +98,7 @@ def gate_release(
     """
     loaded = load_policy(policy)
     release = store.get(release_id)
-    found = read_results(results)
+    found = read_results(results, runs or ())
     named, image_reasons = _images(release, images or {})
     # balena releases carry no device types of their own: the policy's list is the requirement.
     device_types = tuple(release.device_types) or tuple(loaded.model.device_types)
@@ -117,15 +122,20 @@ def gate_release(
         "images": {dt: asdict(image) for dt, image in named.items()},
         "suites": catalog.evidence(),
         "pytest_exit_status": session_status,
-        "results": {"dirs": [str(d) for d in results], "files": found.files},
+        "results": {
+            "dirs": [str(d) for d in results],
+            "runs": [r.source for r in runs or ()],
+            "files": found.files,
+        },
         "decision": decision.as_dict(),
         **found.evidence(),
     }
     stamp = decided_at.strftime("%Y%m%dT%H%M%S%f")
     out_dir = Path(report_dir) if report_dir else cache_dir() / "reports" / f"release-{release.id}" / stamp
+    plots = boot_plots(store, decision.device_types)
     # Reports first: a decision that cannot be written down must not change the store.
     try:
-        _write_reports(out_dir, decision, DRY_RUN if dry_run else PENDING, evidence)
+        _write_reports(out_dir, decision, DRY_RUN if dry_run else PENDING, evidence, plots)
     except OSError as exc:
         raise HilError(f"cannot write the gate report to {out_dir} ({exc.strerror}); release {release.id} "
                        "was left as it was") from None  # fmt: skip
@@ -133,7 +143,7 @@ def gate_release(
     evidence["outcome"] = outcome
     warning = ""
     try:
-        _write_reports(out_dir, decision, outcome, evidence)
+        _write_reports(out_dir, decision, outcome, evidence, plots)
     except OSError as exc:
         warning = f"the report in {out_dir} could not be updated ({exc.strerror}); the store says: {outcome}"
     return GateResult(
@@ -210,12 +220,31 @@ def gate_run(
     )
 
 
+def boot_plots(store: ReleaseStore, device_types: Sequence[str]) -> list[str]:
+    """The dashboard's boot-time plot for each gated device type, from the runs recorded in the sqlite
+    store (the release store's file, or the default one when releases live elsewhere); none without it."""
+    from hil.runs.store import RunStore
+    from hil.runs.trends import SHOWN, boot_plot
+
+    path = store.path if isinstance(store, SqliteStore) else default_store_path()
+    if not path.is_file():
+        return []
+    try:
+        runs = RunStore(path)
+        return [boot_plot(dt, runs.runs(limit=SHOWN, device_type=dt)[::-1]) for dt in device_types]
+    except HilError as exc:
+        # The history is for people; a store it cannot be read from must not stop the decision.
+        return [f"<p>No trend: {html.escape(str(exc))}</p>"]
+
+
 def _with_reason(decision: Decision, reason: str) -> Decision:
     return replace(decision, verdict=REFUSED, reasons=(*decision.reasons, reason))
 
 
-def _write_reports(out_dir: Path, decision: Decision, outcome: str, evidence: dict) -> None:
+def _write_reports(
+    out_dir: Path, decision: Decision, outcome: str, evidence: dict, plots: Sequence[str] = ()
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.md").write_text(report.markdown(decision, outcome, out_dir))
-    (out_dir / "summary.html").write_text(report.render_html(decision, outcome, out_dir))
+    (out_dir / "summary.html").write_text(report.render_html(decision, outcome, out_dir, evidence, plots))
     (out_dir / "evidence.json").write_text(json.dumps(evidence, indent=2, sort_keys=True) + "\n")

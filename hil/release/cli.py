@@ -52,10 +52,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--results",
         nargs="+",
         type=Path,
-        required=True,
+        default=[],
         metavar="DIR",
         help="directories holding JUnit XML and/or allure-results (searched recursively)",
     )
+    gate.add_argument("--run", dest="runs", action="append", default=[], metavar="RUN",
+                      help="a run recorded in the store (`hil runs list`): its JUnit file, as recorded, is "
+                      "evidence like a results directory's (repeatable)")  # fmt: skip
     gate.add_argument("--policy", type=Path, help="gate policy (default: ./gate.yaml, else hil's gate.yaml)")
     gate.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
     gate.add_argument("--report-dir", type=Path, help="where summary.md/.html and evidence.json go")
@@ -142,8 +145,12 @@ def _gate(args: argparse.Namespace) -> int:
     from hil.commands.run import suite_paths
     from hil.release.catalog import collect
     from hil.release.policy import load_policy
+    from hil.runs.store import RunStore
 
+    if not args.results and not args.runs:
+        raise HilError("give the evidence: --results DIR ... and/or --run RUN (a run recorded in the store)")
     store = _store(args)
+    runs = [RunStore(args.store).junit(run) for run in args.runs]
     images = {}
     if args.images:
         release = store.get(args.release_id)
@@ -158,6 +165,7 @@ def _gate(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         report_dir=args.report_dir,
         images=images,
+        runs=runs,
     )
     print(result.text)
     return result.exit_code

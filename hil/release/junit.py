@@ -22,6 +22,8 @@ from hil.release.results import (
     SKIPPED,
     Attempt,
     Reader,
+    RecordedJunit,
+    ResultSet,
     Session,
     Unreadable,
     local_test_id,
@@ -39,6 +41,14 @@ _OUTPUTS = {"system-out", "system-err"}
 _CHILD_ATTRS = {"failure": {"message"}, "error": {"message"}, "skipped": {"message", "type"}}
 _TEARDOWN = 'failed on teardown with "'
 _NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+
+_FLOAT = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+# Testcase properties that are measurements, in seconds: hil.boot_seconds, hil.boot_seconds_cold, ...
+_TIMING = "hil.boot_"
+# The hil run plugin's record of where a test's console output is: PATH:START-END, PATH relative to
+# the JUnit file's folder.
+CONSOLE_PROPERTY = "hil.console"
+_SPAN = re.compile(r"[0-9]{1,15}-[0-9]{1,15}")
 
 # Jenkins' junit-attachments convention, also honoured in captured output.
 _ATTACHMENT = re.compile(r"\[\[ATTACHMENT\|(.+?)\]\]")
@@ -62,7 +72,6 @@ _NEEDED = {
 
 def read_junit(reader: Reader, path: Path) -> None:
     """Read one `*.xml` file: a JUnit report becomes sessions and attempts; other XML is noted and left."""
-    results = reader.results
     try:
         root = parse_xml(reader.read(path, MAX_JUNIT_BYTES))
     except Unreadable as exc:
@@ -70,16 +79,33 @@ def read_junit(reader: Reader, path: Path) -> None:
         return
     if root.tag not in ("testsuites", "testsuite"):
         # Artifacts dirs legitimately hold other XML (device trees, libvirt domains): not evidence.
-        results.files.pop(str(path), None)
-        results.notes.append(f"{path}: ignored, root element <{root.tag}> is not a JUnit report")
+        reader.results.files.pop(str(path), None)
+        reader.results.notes.append(f"{path}: ignored, root element <{root.tag}> is not a JUnit report")
         return
+    _read_report(reader.results, path, str(path), root)
+
+
+def read_recorded_junit(reader: Reader, recorded: RecordedJunit) -> None:
+    """Read a run's JUnit file as the run store kept it, exactly as the file itself would be read."""
     try:
-        read = [_suite(path, s) for s in _testsuites(root)]
+        root = parse_xml(reader.take(recorded))
+        if root.tag not in ("testsuites", "testsuite"):
+            raise Unreadable(f"root element <{root.tag}> is not a JUnit report")
     except Unreadable as exc:
-        reader.refuse(path, f"not JUnit as pytest writes it: {exc}")
+        reader.results.problems.append(f"{recorded.source}: {exc}")
+        return
+    _read_report(reader.results, recorded.path, recorded.source, root)
+
+
+def _read_report(results: ResultSet, path: Path, source: str, root: ET.Element) -> None:
+    """A JUnit report's sessions and attempts: artifacts named relative to `path`, problems by `source`."""
+    try:
+        read = [_suite(path, source, s) for s in _testsuites(root)]
+    except Unreadable as exc:
+        results.problems.append(f"{source}: not JUnit as pytest writes it: {exc}")
         return
     for session, attempts, problems in read:
-        results.problems += [f"{path}: {p}" for p in problems]
+        results.problems += [f"{source}: {p}" for p in problems]
         if session is not None:
             results.sessions.append(session)
             results.attempts += attempts
@@ -148,7 +174,7 @@ def _properties(element: ET.Element, where: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _suite(path: Path, testsuite: ET.Element) -> tuple[Session | None, list[Attempt], list[str]]:
+def _suite(path: Path, source: str, testsuite: ET.Element) -> tuple[Session | None, list[Attempt], list[str]]:
     where = f"<testsuite name='{testsuite.get('name', '')}'>"
     _only(testsuite, _SUITE_ATTRS, where, ("name", *_COUNTERS))
     _no_text(testsuite, where)
@@ -161,7 +187,7 @@ def _suite(path: Path, testsuite: ET.Element) -> tuple[Session | None, list[Atte
     for name, value in _properties(testsuite, where):
         if value not in values[name]:
             values[name].append(value)
-    session, problems = _session(path, testsuite, values, where)
+    session, problems = _session(source, testsuite, values, where)
     attempts = [_attempt(path, session, case) for case in cases] if session else []
     return session, attempts, problems
 
@@ -193,7 +219,7 @@ def _check_counters(testsuite: ET.Element, cases: list[ET.Element], where: str) 
 
 
 def _session(
-    path: Path, testsuite: ET.Element, values: dict[str, list[str]], where: str
+    origin: str, testsuite: ET.Element, values: dict[str, list[str]], where: str
 ) -> tuple[Session | None, list[str]]:
     """The session's facts; None (with the reasons) when a fact the gate needs is missing or ambiguous."""
     several = [name for name in (*_SINGLE, "hil.os_version") if len(values.get(name, ())) > 1]
@@ -220,7 +246,7 @@ def _session(
         return None, problems
     return Session(
         run_id=one["hil.run_id"],
-        source=str(path),
+        source=origin,
         device_type=one["hil.device_type"],
         device_type_source=one["hil.device_type_source"],
         os_version=one.get("hil.os_version", ""),
@@ -272,7 +298,31 @@ def _attempt(path: Path, session: Session, case: ET.Element) -> Attempt:
         missing_feature=props.get("hil.missing_feature", ""),
         missing_capability=props.get("hil.missing_capability", ""),
         artifacts=_artifacts(path, case, props),
+        seconds=_seconds(case.get("time"), where),
+        timings=_timings(props),
+        console=_console(path, props.get(CONSOLE_PROPERTY, "")),
     )
+
+
+def _timings(props: dict[str, str]) -> tuple[tuple[str, float], ...]:
+    return tuple((k, float(v)) for k, v in props.items() if k.startswith(_TIMING) and _FLOAT.fullmatch(v))
+
+
+def _seconds(text: str | None, where: str) -> float:
+    """JUnit's time attribute (setup, call and teardown together), as pytest writes it."""
+    if text is None:
+        return 0.0
+    if not _FLOAT.fullmatch(text):
+        raise Unreadable(f"{where} has time={text[:20]!r}, which is not a duration in seconds")
+    return float(text)
+
+
+def _console(path: Path, value: str) -> str:
+    """The test's transcript slice, `FILE:START-END`, with FILE made absolute like the artifacts."""
+    file, _, span = value.rpartition(":")
+    if not file or not _SPAN.fullmatch(span):
+        return ""
+    return f"{(path.parent / file).resolve()}:{span}"
 
 
 def _suite_from_module(dotted: str) -> str:

@@ -66,6 +66,9 @@ class Attempt:
     missing_feature: str = ""  # the OS feature a skip named (hil.missing_feature)
     missing_capability: str = ""  # the rig capability a skip named (hil.missing_capability)
     artifacts: tuple[str, ...] = ()
+    seconds: float = 0.0  # setup, call and teardown, as JUnit's time attribute says
+    timings: tuple[tuple[str, float], ...] = ()  # what the test measured (hil.boot_seconds, ...)
+    console: str = ""  # the test's slice of the console transcript: PATH:START-END (bytes)
 
     @property
     def device_type(self) -> str:
@@ -76,6 +79,16 @@ class Attempt:
     def key(self) -> tuple[str, str, str]:
         """What identifies the test across retries: (device type, suite, test within the suite)."""
         return (self.session.device_type, self.suite, self.local)
+
+
+@dataclass(frozen=True)
+class RecordedJunit:
+    """A run's JUnit file as the run store kept it: its bytes, their sha256, and where it was written."""
+
+    source: str  # how results name it: "run RUN_ID (PATH)"
+    path: Path  # where it was written; its artifacts are named relative to it
+    data: bytes
+    sha256: str
 
 
 @dataclass
@@ -139,6 +152,19 @@ class Reader:
         self.results.files[str(path)] = hashlib.sha256(data).hexdigest()
         return data
 
+    def take(self, recorded: RecordedJunit) -> bytes:
+        """The bytes of a recorded JUnit file, within the bounds and matching the hash kept with them."""
+        if len(recorded.data) > MAX_JUNIT_BYTES:
+            raise Unreadable(f"larger than the {MAX_JUNIT_BYTES >> 10} KiB allowed")
+        digest = hashlib.sha256(recorded.data).hexdigest()
+        if digest != recorded.sha256:
+            raise Unreadable(f"its bytes hash to {digest}, not the {recorded.sha256} recorded with them")
+        self.total += len(recorded.data)
+        if self.total > MAX_TOTAL_BYTES:
+            raise Unreadable(f"the results together exceed {MAX_TOTAL_BYTES >> 20} MiB")
+        self.results.files[recorded.source] = digest
+        return recorded.data
+
     def refuse(self, path: Path, why: str) -> None:
         """Record that `path` is not evidence, and why."""
         self.results.problems.append(f"{path}: {why}")
@@ -191,13 +217,16 @@ def walk(root: Path, problems: list[str]) -> Iterator[Path]:
     problems += [f"{e.filename}: cannot list ({e.strerror})" for e in errors]
 
 
-def read_results(dirs: Iterable[Path]) -> ResultSet:
-    """Read every JUnit XML file, then every allure-results directory, under `dirs`."""
+def read_results(dirs: Iterable[Path], recorded: Iterable[RecordedJunit] = ()) -> ResultSet:
+    """Read every JUnit XML file, then every allure-results directory, under `dirs`; and the JUnit files
+    of `recorded` runs, as the run store kept them."""
     from hil.release.allure import read_allure
-    from hil.release.junit import read_junit
+    from hil.release.junit import read_junit, read_recorded_junit
 
     results = ResultSet()
     reader = Reader(results)
+    for run in recorded:
+        read_recorded_junit(reader, run)
     roots = []
     for root in map(Path, dirs):
         if root.is_dir():

@@ -4,15 +4,14 @@ and the evidence of every gate decision."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hil.errors import GateRefused, HilError
-from hil.paths import cache_dir
+from hil.release.db import Database
+from hil.release.db import default_store_path as default_store_path  # where it always was
 from hil.release.store import (
     ALREADY_FINAL,
     DRAFT,
@@ -26,38 +25,10 @@ from hil.release.store import (
     release_id,
 )
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS releases (
-    id INTEGER PRIMARY KEY,
-    version TEXT NOT NULL,
-    device_types TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('draft', 'final', 'invalidated')),
-    created TEXT NOT NULL,
-    finalized_at TEXT,
-    images TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY,
-    release_id INTEGER NOT NULL REFERENCES releases(id),
-    decided_at TEXT NOT NULL,
-    who TEXT NOT NULL,
-    verdict TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    policy_sha256 TEXT NOT NULL,
-    evidence TEXT NOT NULL
-)
-"""
-
 _INSERT = (
     "INSERT INTO releases (version, device_types, status, created, images) "
     "VALUES (?, ?, ?, ?, ?) RETURNING id"
 )
-
-
-def default_store_path() -> Path:
-    """$HIL_RELEASE_STORE, else releases.sqlite in hil's cache directory."""
-    env = os.environ.get("HIL_RELEASE_STORE")
-    return Path(env) if env else cache_dir() / "releases.sqlite"
 
 
 def _now() -> str:
@@ -68,45 +39,11 @@ class SqliteStore:
     """Releases in a sqlite file; each write is one transaction, so concurrent gates finalize at most once."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = Path(path or default_store_path())
-        # A mistyped --store must not quietly start an empty store somewhere new.
-        if not self.path.parent.is_dir():
-            raise HilError(f"release store {self.path}: folder {self.path.parent} does not exist")
-        if self.path.exists() and not self.path.is_file():
-            raise HilError(f"release store {self.path} is not a file")
-        with self._transaction() as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if tables and "releases" not in tables:
-                raise HilError(f"release store {self.path} is a sqlite database of something else")
-            for statement in _SCHEMA.split(";"):
-                db.execute(statement)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(releases)")}
-            if "images" not in columns:  # a store from before releases named their images
-                db.execute("ALTER TABLE releases ADD COLUMN images TEXT NOT NULL DEFAULT '{}'")
+        self.db = Database(path)
+        self.path = self.db.path
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE takes the write lock first: a second gate waits, then sees the first's commit."""
-        try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise HilError(f"release store {self.path}: cannot open ({exc})") from None
-        with closing(conn):
-            try:
-                conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA foreign_keys = ON")
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise HilError(f"release store {self.path} is not a usable release store ({exc})") from None
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback(conn)
-                raise HilError(f"release store {self.path}: {exc}") from None
-            except BaseException:
-                _rollback(conn)
-                raise
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.db.transaction()
 
     def create(self, version: str, images: dict[str, ReleaseImage]) -> Release:
         """A new draft release of `version`, shipping `images` (device type -> image)."""
@@ -144,13 +81,13 @@ class SqliteStore:
 
     def releases(self) -> list[Release]:
         """Every release, newest first."""
-        with self._transaction() as db:
+        with self.db.transaction(read_only=True) as db:
             rows = db.execute("SELECT * FROM releases ORDER BY id DESC").fetchall()
             return [_release(row) for row in rows]
 
     def get(self, release_id: str) -> Release:
         """The release with `release_id`."""
-        with self._transaction() as db:
+        with self.db.transaction(read_only=True) as db:
             return self._get(db, release_id)
 
     def _get(self, db: sqlite3.Connection, text_id: str) -> Release:
@@ -181,12 +118,21 @@ class SqliteStore:
 
     def evidence(self, release_id: str) -> list[dict]:
         """Every recorded decision for the release, oldest first."""
-        with self._transaction() as db:
+        with self.db.transaction(read_only=True) as db:
             release = self._get(db, release_id)
             rows = db.execute(
                 "SELECT id, evidence FROM decisions WHERE release_id = ? ORDER BY id", (int(release.id),)
             ).fetchall()
             return [{"id": row["id"], **json.loads(row["evidence"])} for row in rows]
+
+    def latest_decisions(self) -> dict[str, dict]:
+        """Each release's newest decision: verdict, outcome and when (no evidence), by release id."""
+        with self.db.transaction(read_only=True) as db:
+            rows = db.execute(
+                "SELECT release_id, verdict, outcome, decided_at FROM decisions "
+                "WHERE id IN (SELECT max(id) FROM decisions GROUP BY release_id)"
+            ).fetchall()
+        return {str(row["release_id"]): dict(row) for row in rows}
 
     @staticmethod
     def _insert(db: sqlite3.Connection, release_id: str, evidence: dict) -> None:
@@ -203,11 +149,6 @@ class SqliteStore:
                 json.dumps(evidence, sort_keys=True),
             ),
         )
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
 
 
 def _columns(version: str, images: dict[str, ReleaseImage]) -> tuple[str, str]:

@@ -1,0 +1,72 @@
+"""`hil runs list | show`: the recorded runs, read back from the store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hil.runs.store import RunStore
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `runs` and its subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--store", type=Path, help="store file (default: $HIL_RELEASE_STORE, else <cache>/releases.sqlite)"
+    )
+    runs = subparsers.add_parser("runs", help="recorded runs: tests, durations, boot times, artifacts")
+    commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
+    listing = commands.add_parser("list", parents=[common], help="recorded runs, newest first")
+    listing.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (default: 20)")
+    listing.add_argument("--device-type", metavar="SLUG", help="only runs on this device type")
+    listing.add_argument("--rig", metavar="NAME", help="only runs on this rig")
+    listing.set_defaults(func=_list)
+    show = commands.add_parser("show", parents=[common], help="one run: its facts, every test, artifacts")
+    show.add_argument("run_id", metavar="RUN", help="run id (hil.run_id) or row number")
+    show.set_defaults(func=_show)
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = RunStore(args.store)
+    runs = store.runs(limit=args.limit, device_type=args.device_type, rig=args.rig)
+    print(
+        f"{'run':12}  {'started':25}  {'rig':16}  {'device type':14}  {'os':10}  pass fail skip  exit  boot s"
+    )
+    for r in runs:
+        boot = f"{r.boot_seconds:6.1f}" if r.boot_seconds is not None else "     -"
+        counts = f"{r.passed:4} {r.failed:4} {r.skipped:4}  {r.exitstatus:4}"
+        print(f"{r.run_id:12}  {r.started:25}  {r.rig[:16]:16}  {r.device_type[:14]:14}  "
+              f"{(r.os_version or '-')[:10]:10}  {counts}  {boot}")  # fmt: skip
+    total = store.count(args.device_type, args.rig)
+    if total > len(runs):
+        print(f"({len(runs)} of {total}; --limit shows more)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    run = RunStore(args.store).get(args.run_id)
+    facts = run.facts
+    print(
+        f"run {run.run_id} (#{run.id}): {run.started} .. {run.finished}, pytest exit status {run.exitstatus}"
+    )
+    print(f"  rig {run.rig}, device type {run.device_type}" + (
+        f" ({facts.device_type_source})" if facts.device_type_source else ""))  # fmt: skip
+    print(f"  image {run.image or '-'} (sha256 {run.image_sha256 or '-'})")
+    print(f"  OS version {run.os_version or '-'}, profile {run.os_profile or '-'}")
+    phases = ", ".join(f"{name} {s:.2f} s" for name, s in facts.boot_phases.items())
+    boot = f"{run.boot_seconds:.2f} s" if run.boot_seconds is not None else "-"
+    print(f"  boot {boot}" + (f" ({phases})" if phases else ""))
+    print(f"  {run.passed} passed, {run.failed} failed, {run.skipped} skipped in {run.seconds:.1f} s")
+    for problem in facts.problems:
+        print(f"  not evidence: {problem}")
+    print(f"\n{'suite':16} {'test':56} {'result':8} {'s':>7}  reason")
+    for t in run.tests:
+        reason = t.message.splitlines()[0] if t.message else ""
+        print(f"{t.suite[:16]:16} {t.test[:56]:56} {t.outcome:8} {t.seconds:7.2f}  {reason[:100]}")
+    print(f"\njunit:       {run.junit_path} (sha256 {run.junit_sha256})")
+    print(f"artifacts:   {facts.artifacts}")
+    for transcript in facts.transcripts:
+        print(f"transcript:  {transcript}")
+    if facts.allure:
+        print(f"allure:      {facts.allure}")
+    return 0
