@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,7 +198,7 @@ def test_a_password_never_shows_in_the_profile_or_its_dump(tmp_path: Path) -> No
     assert "hunter2-secret" not in repr(rig.profile)
     assert "hunter2-secret" not in rig.profile.model_dump_json()
     out = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "hil"), "os", "show", str(tmp_path / "rig.yaml")],
+        [sys.executable, "-m", "hil.cli", "os", "show", str(tmp_path / "rig.yaml")],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
