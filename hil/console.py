@@ -1,4 +1,4 @@
-"""The console engine: a reader thread and a raw transcript, expect/send, login to a framed shell, run.
+"""The console engine: a reader thread and a stamped transcript, expect/send, login to a framed shell, run.
 
 A serial console is shared with the kernel: printk writes straight to the UART, so kernel log lines
 (`[   12.345678] ...`) can land anywhere, even inside a prompt or one of our markers. Everything this
@@ -13,6 +13,7 @@ output; the console is the channel that works when nothing else does.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 import secrets
@@ -26,6 +27,7 @@ from types import TracebackType
 from hil.console_text import KERNEL_LINE, TextCleaner, strip_kernel_lines, tolerant
 from hil.errors import ConsoleClosed, ConsoleTimeout, LoginRefused
 from hil.result import CommandResult
+from hil.transcript import TranscriptWriter
 from hil.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,11 @@ _REFUSED = re.compile(r"login incorrect|authentication fail|permission denied", 
 
 
 class Console:
-    """A DUT's console: everything it prints is kept (raw in the transcript file, clean in memory)."""
+    """A DUT's console: everything it prints is kept (stamped in the transcript file, clean in memory).
+
+    `started` is when the board was powered on (time.monotonic()): transcript stamps and seconds_at()
+    count from it.
+    """
 
     def __init__(
         self,
@@ -54,17 +60,24 @@ class Console:
         *,
         name: str = "console",
         closed_reason: Callable[[], str | None] | None = None,
+        started: float | None = None,
     ) -> None:
         self.name = name
         self._transport = transport
         self._path = Path(transcript)
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic() if started is None else started
+        # Seconds after power-on at which the last login() or await_login_prompt() first saw a prompt.
+        self.prompt_seen: float | None = None
         # Appended, so a board powered on twice keeps both boots in one transcript.
-        self._file = self._path.open("ab")
+        self._file = TranscriptWriter(self._path, self.started)
+        self._file.note(f"hil: {name} attached at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}", time.monotonic())
         self._closed_reason = closed_reason
         self._cleaner = TextCleaner()
         self._cond = threading.Condition()
         self._text = ""
+        # (position in the clean text, when what begins there arrived): maps text back to time.
+        self._arrivals: list[tuple[int, float]] = []
         self._cursor = 0
         self._failure: Exception | None = None
         self._stopping = threading.Event()
@@ -73,7 +86,7 @@ class Console:
 
     @property
     def transcript(self) -> Path:
-        """The file holding every raw byte the DUT printed."""
+        """The file holding every byte the DUT printed, each line stamped with its time (hil.transcript)."""
         return self._path
 
     def expect(self, pattern: str | re.Pattern[str], timeout: float) -> re.Match[str]:
@@ -119,6 +132,7 @@ class Console:
         refusals = 0
         with self._cond:  # the prompt may be on the line someone already waited for (the boot)
             self._cursor = self._text.rfind("\n", 0, self._cursor) + 1
+            self.prompt_seen = None
         while True:
             state, seen = self._await_prompt(prompts, deadline, timeout, what)
             wake = wake or state is not None  # past the first prompt, no bootloader is listening
@@ -146,6 +160,7 @@ class Console:
         prompts = {"login": re.compile(login_prompt, re.MULTILINE)}
         with self._cond:
             self._cursor = self._text.rfind("\n", 0, self._cursor) + 1
+            self.prompt_seen = None
         while True:
             state, _ = self._await_prompt(prompts, deadline, timeout, "a login prompt")
             if state is not None:
@@ -197,6 +212,12 @@ class Console:
         with self._cond:
             return "\n".join(self._text.rstrip("\n").rsplit("\n", lines)[-lines:])
 
+    def seconds_at(self, position: int) -> float:
+        """Seconds after power-on at which the clean text at `position` arrived."""
+        with self._cond:
+            at = bisect.bisect_right(self._arrivals, (position, float("inf"))) - 1
+            return (self._arrivals[at][1] if at >= 0 else self.started) - self.started
+
     def close(self) -> None:
         """Stop reading, close the transport and the transcript; idempotent."""
         if self._stopping.is_set():
@@ -225,8 +246,7 @@ class Console:
         Called from the reader thread (transports report gaps from inside read()), so it never races
         the transcript's writer; the mark stays out of the text that patterns match.
         """
-        self._file.write(f"\n[hil {time.strftime('%H:%M:%S')}] {text}\n".encode())
-        self._file.flush()
+        self._file.note(f"hil: {text}", time.monotonic())
 
     def _pump(self) -> None:
         """Reader thread: bytes go to the transcript first, then to the clean text."""
@@ -235,20 +255,21 @@ class Console:
             while not self._stopping.is_set():
                 data = self._transport.read(_READ_SLICE)
                 if data:
-                    self._file.write(data)
-                    self._file.flush()
-                    self._append(self._cleaner.feed(data))
+                    now = time.monotonic()
+                    self._file.write(data, now)
+                    self._append(self._cleaner.feed(data), now)
             failure = ConsoleClosed("closed by hil")
         except Exception as exc:  # handed to the waiting call: never a traceback from this thread
             failure = exc
-        self._append(self._cleaner.flush())
+        self._append(self._cleaner.flush(), time.monotonic())
         with self._cond:
             self._failure = failure
             self._cond.notify_all()
 
-    def _append(self, text: str) -> None:
+    def _append(self, text: str, at: float) -> None:
         if text:
             with self._cond:
+                self._arrivals.append((len(self._text), at))
                 self._text += text
                 self._cond.notify_all()
 
@@ -281,6 +302,8 @@ class Console:
                     for state, regex in prompts.items():
                         if any(not view[m.end() :].strip() for m in regex.finditer(view)):
                             self._cursor = len(self._text)
+                            if self.prompt_seen is None:  # when the text that completed it arrived
+                                self.prompt_seen = self.seconds_at(self._cursor - 1)
                             return state, view
                 self._raise_if_closed(f"waiting for {what}")
                 if now >= deadline:

@@ -19,6 +19,7 @@ from hil.console import Console
 from hil.console_text import TextCleaner, strip_kernel_lines
 from hil.drivers.socket_console import UnixSocketTransport
 from hil.errors import ConsoleClosed, ConsoleTimeout, HilError
+from hil.transcript import TranscriptWriter, raw_bytes, read_clean, records
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,13 +44,18 @@ class Wire:
     def send(self, data: bytes) -> None:
         self.dut.sendall(data)
 
+    def __enter__(self) -> Wire:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.console.close()
+        self.dut.close()
+
 
 @pytest.fixture
 def wire(tmp_path: Path) -> Iterator[Wire]:
-    wire = Wire(tmp_path)
-    yield wire
-    wire.console.close()
-    wire.dut.close()
+    with Wire(tmp_path) as wire:
+        yield wire
 
 
 @pytest.fixture(params=SHELL_NAMES)
@@ -99,7 +105,38 @@ def test_transcript_holds_every_raw_byte_even_when_nobody_expects(wire: Wire) ->
     wire.send(raw)
     wire.send(b"END")
     wire.console.expect_exact("END", timeout=5)
-    assert wire.console.transcript.read_bytes() == raw + b"END"
+    assert raw_bytes(wire.console.transcript.read_bytes()) == raw + b"END"
+
+
+def test_transcript_lines_carry_their_time_since_power_on_and_notes_keep_the_bytes_recoverable(
+    wire: Wire,
+) -> None:
+    wire.send(b"BdsDxe: loading\r\nWelcome to GRUB!\r\nhalf a li")
+    wire.console.expect_exact("half a li", timeout=5)
+    wire.console.note("console line lost for 1.0 s; reconnected")
+    wire.send(b"ne\r\n\rlogin: ")
+    wire.console.expect_exact("login: ", timeout=5)
+    data = wire.console.transcript.read_bytes()
+    lines = data.split(b"\n")
+    assert re.fullmatch(rb" +0\.\d{3} # hil: console attached at .*", lines[0])
+    assert re.fullmatch(rb" +\d+\.\d{3} \| Welcome to GRUB!\r", lines[2])
+    assert re.fullmatch(rb" +\d+\.\d{3} & hil: console line lost for 1\.0 s; reconnected", lines[4])
+    assert [seconds for seconds, _, _ in records(data)] == sorted(seconds for seconds, _, _ in records(data))
+    assert raw_bytes(data) == b"BdsDxe: loading\r\nWelcome to GRUB!\r\nhalf a line\r\n\rlogin: "
+    shown = read_clean(wire.console.transcript)
+    assert re.search(r"^ +\d+\.\d{3} \| Welcome to GRUB!$", shown, re.MULTILINE)
+    assert "\x1b" not in shown and "\r" not in shown
+
+
+def test_seconds_at_maps_the_clean_text_back_to_when_it_arrived(wire: Wire) -> None:
+    wire.send(b"first\r\n")
+    wire.console.expect_exact("first", timeout=5)
+    threading.Event().wait(0.3)
+    mark = wire.console.mark()
+    wire.send(b"second\r\n")
+    wire.console.expect_exact("second", timeout=5)
+    assert wire.console.seconds_at(mark) - wire.console.seconds_at(0) >= 0.3
+    assert 0 <= wire.console.seconds_at(0) <= wire.console.seconds_at(mark)
 
 
 def test_text_since_a_mark_is_the_clean_slice_for_one_test(wire: Wire) -> None:
@@ -400,3 +437,19 @@ def test_socket_transport_read_returns_nothing_when_the_dut_is_silent(tmp_path: 
     with pytest.raises(ConsoleClosed, match="closed by hil"):
         transport.write(b"x")
     server.close()
+
+
+def test_a_transcript_reopened_after_a_line_cut_short_keeps_both_boots_recoverable(tmp_path: Path) -> None:
+    path = tmp_path / "console.log"
+    first = TranscriptWriter(path, started=0.0)
+    first.write(b"boot one\r\nno newline", at=1.0)
+    first.close()
+    second = TranscriptWriter(path, started=10.0)
+    second.note("hil: attached again", at=10.0)
+    second.write(b"boot two\r\n", at=12.5)
+    second.close()
+    data = path.read_bytes()
+    assert raw_bytes(data) == b"boot one\r\nno newlineboot two\r\n"
+    assert [(seconds, kind) for seconds, kind, _ in records(data)] == [
+        (1.0, b"|"), (1.0, b"|"), (0.0, b"&"), (2.5, b"|")
+    ]  # fmt: skip
