@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hil.boards import Board
+from hil.boot_phases import boot_phases
 from hil.console import Console
 from hil.drivers.serial_console import SerialTransport
 from hil.errors import (
@@ -68,6 +69,9 @@ class Dut:
         self.config: dict[str, Any] = {}
         self.console: Console | None = None
         self.boot_seconds: float | None = None
+        # Every boot's phases (hil.boot_phases), in order: the plugin records each test's as JUnit properties.
+        self.boots: list[dict[str, float]] = []
+        self._boot_began = (0, 0.0)  # where the boot being awaited began: console text position, seconds
         self.os_version = ""
         self._pin = HostKeyPin()
         self._ssh: SshLink | None = None
@@ -189,15 +193,20 @@ class Dut:
         start = time.monotonic()
         deadline = start + self.rig.spec.timeouts.boot
         self.board.power_on(deadline)
-        self._attach_console(deadline)
+        self._attach_console(deadline, start)
+        self._boot_began = (0, 0.0)
         self._await_login("power-on", start)
 
-    def _attach_console(self, deadline: float) -> None:
+    def _attach_console(self, deadline: float, started: float) -> None:
         if self.console is not None:
             self.console.close()
         transport = self.board.console_transport(max(1.0, deadline - time.monotonic()))
         console = Console(
-            transport, self.transcript, name=self.rig.name, closed_reason=self.board.exit_reason
+            transport,
+            self.transcript,
+            name=self.rig.name,
+            closed_reason=self.board.exit_reason,
+            started=started,
         )
         if isinstance(transport, SerialTransport):  # a USB adapter can vanish and return: mark the gap
             transport.on_gap = lambda seconds: console.note(
@@ -241,6 +250,18 @@ class Dut:
                 f"{self.profile.name!r}): wrong user or password? check {source}\n{evidence}"
             ) from None
         self.boot_seconds = time.monotonic() - start
+        since, begun = self._boot_began
+        ended = time.monotonic() - self.console.started
+        self.boots.append(
+            boot_phases(
+                self.console,
+                since,
+                self.profile.boot.phase_markers,
+                begun=begun,
+                prompted=self.console.prompt_seen,
+                ended=ended,
+            )
+        )
         self.state = State.BOOTED
         if self.image is not None:
             self._booted_images.add(self.image)
@@ -392,12 +413,13 @@ class Dut:
         limit = timeout or self.rig.spec.timeouts.boot
         with self._failing_breaks():
             try:
-                self.console.expect(self.profile.boot.restart_pattern, limit)
+                restart = self.console.expect(self.profile.boot.restart_pattern, limit)
             except ConsoleTimeout:
                 raise BootTimeout(
                     f"the DUT did not restart within {limit:.0f} s after {after}; transcript: "
                     f"{self.transcript}\nlast console lines:\n{self.console.tail(10)}"
                 ) from None
+            self._boot_began = (restart.start(), self.console.seconds_at(restart.start()))
             self._await_login(after, start, limit)
         with self._failing_breaks(ssh_only=True):
             self._connect_ssh()

@@ -15,6 +15,7 @@ the DUT state machine lives in hil.dut.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import signal
@@ -27,17 +28,18 @@ import pytest
 
 from hil.boards import preflight, rig_capabilities
 from hil.capabilities import NAMES as CAPABILITY_NAMES
-from hil.console_text import TextCleaner
 from hil.dut import Dut
 from hil.errors import HilError, Unsupported
 from hil.os.model import FEATURES
 from hil.pytest_session import DEFAULT_RIG, RUN, HilRun, hil_run
 from hil.pytest_xdist import ControllerRelay
+from hil.transcript import read_clean
 
 pytest_plugins = ["hil.pytest_dut", "hil.services.fixtures", "hil.pytest_evidence", "hil.pytest_runs"]
 
 log = logging.getLogger("hil.plugin")
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+_BOOTS_BEFORE = pytest.StashKey[int]()
 
 
 def _skip(error: Unsupported) -> BaseException:
@@ -189,9 +191,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             item.user_properties.append(("hil.missing_feature", missing.feature))
         if missing.capability:
             item.user_properties.append(("hil.missing_capability", missing.capability))
+    if call.when == "teardown":
+        _record_boot_phases(item)
     report = yield
     item.stash.setdefault(_REPORTS, {})[report.when] = report
     return report
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[Any]:
+    """Note how many boots the DUT had made before the test (its setup may boot it)."""
+    dut = item.config.stash[RUN].dut
+    item.stash[_BOOTS_BEFORE] = len(dut.boots) if dut is not None else 0
+    return (yield)
+
+
+def _record_boot_phases(item: pytest.Item) -> None:
+    """The test's boots as JUnit properties: the first's `hil.boot_phase.NAME`, all in `hil.boots`."""
+    dut = item.config.stash[RUN].dut
+    boots = dut.boots[item.stash.get(_BOOTS_BEFORE, 0) :] if dut is not None else []
+    if boots:
+        item.user_properties += [(f"hil.boot_phase.{name}", f"{s:.3f}") for name, s in boots[0].items()]
+        item.user_properties.append(("hil.boots", json.dumps(boots)))
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
@@ -204,7 +225,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             return (yield)
     finally:
         if dut is not None:
-            _attach(f"console ({item.name})", _clean(dut.transcript, start))
+            _attach(f"console ({item.name})", read_clean(dut.transcript, start))
 
 
 @pytest.fixture(autouse=True)
@@ -217,15 +238,6 @@ def _hil_evidence(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if any(r.failed for r in request.node.stash.get(_REPORTS, {}).values()):
         _save_failure_evidence(dut, request.node.name)
-
-
-def _clean(transcript: Path, start: int) -> str:
-    if not transcript.exists():
-        return ""
-    with transcript.open("rb") as f:
-        f.seek(start)
-        cleaner = TextCleaner()
-        return cleaner.feed(f.read()) + cleaner.flush()
 
 
 def _attach(name: str, text: str) -> None:
@@ -246,7 +258,7 @@ def _save_failure_evidence(dut: Dut, test: str) -> None:
             dmesg = f"(dmesg unavailable: {exc})"
         (folder / "dmesg.txt").write_text(dmesg)
         _attach("dmesg", dmesg)
-    _attach("console (full transcript)", _clean(dut.transcript, 0))
+    _attach("console (full transcript)", read_clean(dut.transcript))
     for log_file in (dut.artifacts / "qemu.stderr.log",):
         if log_file.exists():
             _attach(log_file.name, log_file.read_text(errors="replace"))

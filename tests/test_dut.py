@@ -176,3 +176,19 @@ def test_a_boot_that_never_shows_a_login_is_a_boot_timeout_with_the_last_lines(
     with pytest.raises(BootTimeout, match=r"no login within 3 s after power-on on fake") as timeout:
         dut.boot()
     assert "last console lines" in str(timeout.value)
+
+
+def test_each_boot_records_its_phases_adding_up_to_the_boot(
+    tmp_path: Path, image: Path, board: FakeBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_PW", SECRET)
+    dut = _dut(tmp_path, "os: generic\ncredentials:\n  password_env: FAKE_PW", board)
+    dut.flash(image, device_type="qemux86-64")
+    dut.transition(State.BOOTED)
+    dut.flash(image, device_type="qemux86-64")
+    dut.transition(State.BOOTED)
+    assert len(dut.boots) == 2
+    for phases in dut.boots:
+        assert next(iter(phases)) == "firmware" and list(phases)[-1] == "login"
+        assert all(seconds >= 0 for seconds in phases.values())
+    assert sum(dut.boots[-1].values()) == pytest.approx(dut.boot_seconds, abs=0.5)

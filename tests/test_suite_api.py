@@ -7,6 +7,7 @@ these run in seconds; the QEMU end-to-end tests prove the same fixtures on real 
 
 from __future__ import annotations
 
+import json
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -122,6 +123,10 @@ def test_a_users_suite_outside_the_repository_passes_skips_and_fails_as_it_shoul
     outcome, _, message = cases["test_a_hil_error_is_a_one_line_diagnosis"]
     assert (outcome, message) == ("failure", "Failed: HilError: the widget on the bench is unplugged")
     assert cases["test_a_plain_assertion_still_fails"][0] == "failure"
+    booted = cases["test_the_console_answers"][1]  # the boot its fixture made, phase by phase
+    assert {"firmware", "login"} <= set(json.loads(booted["hil.boots"])[0])
+    assert float(booted["hil.boot_phase.login"]) >= 0
+    assert "hil.boots" not in cases["test_a_plain_assertion_still_fails"][1]  # the DUT was up already
     suite_props = {
         p.get("name"): p.get("value")
         for p in ET.parse(pytester.path / "junit.xml").getroot().iter("property")
