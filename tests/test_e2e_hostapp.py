@@ -18,6 +18,7 @@ EXPECTED_TESTS = {
     "test_update_twice_returns_to_the_first_root",
     "test_update_whose_health_check_fails_rolls_back",
     "test_update_that_never_boots_rolls_back_and_a_good_update_then_lands",
+    "test_update_whose_kernel_panics_rolls_back",
     "test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds[first-write]",
     "test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds[rewrite-of-a-pending-update]",
     "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[foreign-device-type]",

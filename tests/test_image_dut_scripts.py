@@ -86,6 +86,16 @@ def test_boot_environment_written_by_the_dut_parses_in_python(busybox: Path, tmp
     assert not (tmp_path / "bootenv.tmp").exists()
 
 
+def test_boot_environment_written_by_the_dut_is_the_grub_block_python_renders(
+    busybox: Path, tmp_path: Path
+) -> None:
+    env_file = tmp_path / "bootenv"
+    sh(busybox, "bootenv_load; active=B pending=1 count=2 limit=3; bootenv_save", env_file)
+    # GRUB's save_env rewrites the block in place: same header, same 1024 bytes, or it refuses.
+    assert env_file.read_text() == bootenv.BootEnv(active="B", pending=True, count=2, limit=3).render()
+    assert len(env_file.read_bytes()) == 1024
+
+
 def test_boot_environment_rendered_in_python_loads_on_the_dut(busybox: Path, tmp_path: Path) -> None:
     env_file = tmp_path / "bootenv"
     env_file.write_text(bootenv.BootEnv(active="B", pending=True, count=1, limit=3).render())

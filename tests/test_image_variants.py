@@ -14,15 +14,17 @@ from hil.images.disk import partition_table
 from hil.images.reference import VARIANTS, ReferenceImage, build_reference
 
 
-def _root_file(image: ReferenceImage, path: str, tmp_path: Path) -> str:
+def _root_bytes(image: ReferenceImage, path: str, tmp_path: Path) -> bytes:
     root = next(p for p in partition_table(image.disk) if p["name"] == "rootA")
     fs = tmp_path / "rootA.img"
     with image.disk.open("rb") as disk:
         disk.seek(root["start"] * 512)
         fs.write_bytes(disk.read(root["size"] * 512))
-    return subprocess.run(
-        ["debugfs", "-R", f"cat {path}", str(fs)], capture_output=True, text=True, check=True
-    ).stdout
+    return subprocess.run(["debugfs", "-R", f"cat {path}", str(fs)], capture_output=True, check=True).stdout
+
+
+def _root_file(image: ReferenceImage, path: str, tmp_path: Path) -> str:
+    return _root_bytes(image, path, tmp_path).decode()
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,18 @@ def test_broken_init_variant_has_an_init_that_exits(tmp_path: Path) -> None:
     assert init.startswith("#!/bin/sh") and "exit 1" in init
 
 
+def test_broken_kernel_variant_ships_an_initramfs_without_init(
+    healthy: ReferenceImage, tmp_path: Path
+) -> None:
+    image = build_reference("1.0.1", "broken-kernel", log=lambda line: None)
+    broken = _root_bytes(image, "/boot/initrd", tmp_path)
+    assert broken[:6] == b"070701" and b"init" not in broken  # the kernel finds no root and panics
+    assert b"init" in _root_bytes(healthy, "/boot/initrd", tmp_path)
+    assert _root_bytes(image, "/boot/vmlinuz", tmp_path) == _root_bytes(healthy, "/boot/vmlinuz", tmp_path)
+
+
 def test_every_variant_is_offered() -> None:
-    assert VARIANTS == ("healthy", "broken-init", "broken-health", "no-dhcp", "no-chrony")
+    assert VARIANTS == ("healthy", "broken-init", "broken-kernel", "broken-health", "no-dhcp", "no-chrony")
 
 
 def test_unknown_variant_is_refused_by_name() -> None:

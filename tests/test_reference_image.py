@@ -41,6 +41,10 @@ def _ext4_cat(fs: Path, path: str) -> str:
     ).stdout
 
 
+def _ext4_bytes(fs: Path, path: str) -> bytes:
+    return subprocess.run(["debugfs", "-R", f"cat {path}", str(fs)], capture_output=True, check=True).stdout
+
+
 def _vfat_cat(image: ReferenceImage, part: dict, path: str) -> bytes:
     return subprocess.run(
         ["mtype", "-i", f"{image.disk}@@{part['start'] * 512}", f"::/{path}"],
@@ -76,11 +80,23 @@ def test_healthy_image_starts_every_service_and_a_serial_login(image, partitions
     assert "getty -L 115200 ttyS0" in inittab
 
 
-def test_boot_partition_holds_grub_kernel_and_initramfs(image, partitions) -> None:
+def test_boot_partition_holds_grub_and_each_root_slot_its_own_kernel_and_initramfs(
+    image, partitions, tmp_path
+) -> None:
     boot = partitions["boot"]
     assert _vfat_cat(image, boot, "EFI/BOOT/BOOTX64.EFI")[:2] == b"MZ"
-    assert _vfat_cat(image, boot, "vmlinuz")[0x202:0x206] == b"HdrS"  # the x86 boot protocol magic
-    assert _vfat_cat(image, boot, "initrd")[:6] == b"070701"
+    with pytest.raises(subprocess.CalledProcessError):
+        _vfat_cat(image, boot, "vmlinuz")  # the kernel travels with the root, not on the shared partition
+    for slot in ("rootA", "rootB"):
+        root = _extract(image, partitions[slot], tmp_path / f"{slot}.img")
+        assert _ext4_bytes(root, "/boot/vmlinuz")[0x202:0x206] == b"HdrS"  # the x86 boot protocol magic
+        assert _ext4_bytes(root, "/boot/initrd")[:6] == b"070701"
+
+
+def test_grub_boots_the_kernel_of_the_slot_it_picks(image, partitions) -> None:
+    cfg = _vfat_cat(image, partitions["boot"], "EFI/BOOT/BOOTX64.EFI")
+    assert b'linux "($disk,gpt$part)/boot/vmlinuz"' in cfg  # the memdisk holds grub.cfg uncompressed
+    assert b"save_env" in cfg
 
 
 def test_boot_partition_names_the_device_type_and_version(image, partitions) -> None:
@@ -95,8 +111,9 @@ def test_default_config_lets_hils_key_in(image, partitions) -> None:
 
 
 def test_fresh_image_boots_slot_a_with_nothing_pending(image, partitions) -> None:
-    env = bootenv.parse(_vfat_cat(image, partitions["boot"], "bootenv").decode())
-    assert env == bootenv.BootEnv(active="A", pending=False, count=0, limit=2)
+    text = _vfat_cat(image, partitions["boot"], "bootenv").decode()
+    assert bootenv.parse(text) == bootenv.BootEnv(active="A", pending=False, count=0, limit=2)
+    assert text.startswith("# GRUB Environment Block\n") and len(text) == 1024  # GRUB rewrites it in place
 
 
 def test_bundle_carries_the_root_slot_with_its_checksums(image, partitions, tmp_path) -> None:

@@ -1,9 +1,14 @@
-"""The A/B boot environment: the text file on the boot partition that the DUT's initramfs reads.
+"""The A/B boot environment: a GRUB environment block on the boot partition, read by GRUB at every boot.
 
-Format, one `key=value` a line, in `/mnt/boot/bootenv` on the running DUT:
-`active=A|B` (the slot that boots when nothing is pending), `pending=0|1` (an update waits in the
-other slot), `count=N` (boots of the pending update so far), `limit=N` (tries before the initramfs
-rolls back). The DUT-side shell library `/usr/lib/hil/bootenv.sh` reads and writes it.
+GRUB picks the root slot from it and loads that slot's kernel and initramfs, so a slot's kernel travels
+with its root filesystem. It counts the tries of a pending update itself (`save_env`), before any kernel
+runs, so an update whose kernel panics is rolled back like one whose root does not boot.
+
+Format: GRUB's: the line `# GRUB Environment Block`, one `key=value` a line, `#` padding to 1024 bytes,
+in `/mnt/boot/bootenv` on the running DUT: `active=A|B` (the slot that boots when nothing is pending),
+`pending=0|1` (an update waits in the other slot), `count=N` (boots of the pending update so far),
+`limit=N` (tries before GRUB rolls back, at most 9). The DUT-side shell library
+`/usr/lib/hil/bootenv.sh` reads and writes it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PATH = "/mnt/boot/bootenv"
+SIZE = 1024  # GRUB's save_env rewrites the block in place: its size never changes
+HEADER = "# GRUB Environment Block\n"
 STATE_DIR = "/mnt/state"
 BREADCRUMBS = ("rollback-altboot-triggered", "rollback-health-triggered", "rollback-health-failed")
 
@@ -37,8 +44,12 @@ class BootEnv:
         return "B" if self.active == "A" else "A"
 
     def render(self) -> str:
-        """The file's text."""
-        return f"active={self.active}\npending={int(self.pending)}\ncount={self.count}\nlimit={self.limit}\n"
+        """The file's text: a GRUB environment block."""
+        values = (
+            f"active={self.active}\npending={int(self.pending)}\ncount={self.count}\nlimit={self.limit}\n"
+        )
+        body = HEADER + values
+        return body + "#" * (SIZE - len(body))
 
 
 def parse(text: str) -> BootEnv:

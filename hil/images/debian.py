@@ -21,18 +21,12 @@ from pathlib import Path
 from hil.errors import ImageError
 from hil.images import buildlog, disk, kernel, rootfs, tools
 from hil.images.cache import building, images_dir
-from hil.images.debs import Package, resolve
+from hil.images.debs import SOURCES, SUITE, Package, resolve
 from hil.images.sshkey import write_key_pair
 
 VARIANTS = ("password", "key", "no-sshd")
 DEFAULT_ROOT_PASSWORD = "hil-debian"
 ROOT_PASSWORD_ENV = "HIL_DEBIAN_ROOT_PASSWORD"
-SUITE = "bookworm"
-SOURCES = (
-    f"deb http://deb.debian.org/debian {SUITE} main",
-    f"deb http://deb.debian.org/debian {SUITE}-updates main",
-    f"deb http://deb.debian.org/debian-security {SUITE}-security main",
-)
 # On top of mmdebstrap's default package set (Debian's "important" priority, as debootstrap installs).
 PACKAGES = (
     "systemd-sysv",

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hil.errors import ImageError
-from hil.images.tools import require_grub_efi, run
+from hil.images.tools import GRUB_EFI_DIR, require_grub_efi, run
 
 MIB = 1024 * 1024
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
-# What a grub.cfg that loads a kernel and initrd from a FAT partition on a serial console needs.
-GRUB_MODULES = "part_gpt fat search search_label linux normal echo serial terminal"
+# What a grub.cfg needs that loads a kernel and initrd from a FAT or ext4 partition on a serial console,
+# picking the partition from a GRUB environment block (loadenv, test, regexp).
+GRUB_MODULES = "part_gpt fat ext2 search search_label linux normal echo serial terminal loadenv test regexp"
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,18 @@ def partition_table(disk: Path) -> list[dict]:
     return json.loads(run(["sfdisk", "--json", disk]))["partitiontable"]["partitions"]
 
 
-def grub_efi(out: Path, grub_cfg: Path) -> None:
-    """A standalone GRUB EFI binary (BOOTX64.EFI) with `grub_cfg` built in."""
-    require_grub_efi()
-    # Only the modules grub.cfg uses, built into the core image: 1 MB instead of 10 for OVMF to load.
+def grub_efi(out: Path, grub_cfg: Path, modules_dir: Path = GRUB_EFI_DIR) -> None:
+    """A standalone GRUB EFI binary with `grub_cfg` built in, for the platform of `modules_dir`
+    (a GRUB module directory such as /usr/lib/grub/x86_64-efi: its name is grub-mkstandalone's target)."""
+    require_grub_efi(modules_dir)
+    # Only the modules grub.cfg uses, built into the core image: 1 MB instead of 10 for the firmware to load.
     run(
         [
             "grub-mkstandalone",
             "-O",
-            "x86_64-efi",
+            modules_dir.name,
+            "--directory",
+            modules_dir,
             f"--modules={GRUB_MODULES}",
             f"--install-modules={GRUB_MODULES}",
             "--locales=",

@@ -7,21 +7,6 @@ from pathlib import Path
 
 from hil.errors import ImageError
 
-# What a QEMU q35 board needs before the root can be mounted: disks, network, the FAT boot partition,
-# the fw_cfg files QEMU passes (config.json), and the ACPI power button for a clean power-down.
-MODULES = (
-    "virtio_pci",
-    "virtio_blk",
-    "virtio_net",
-    "vfat",
-    "nls_cp437",
-    "nls_ascii",
-    "nls_utf8",
-    "qemu_fw_cfg",
-    "button",
-    "evdev",
-)
-
 _DEPENDS = re.compile(rb"(?:^|\0)depends=([^\0]*)\0")
 
 
@@ -46,7 +31,7 @@ def vmlinuz(kernel_tree: Path) -> Path:
     return found[0]
 
 
-def load_order(moddir: Path, wanted: tuple[str, ...] = MODULES) -> list[Path]:
+def load_order(moddir: Path, wanted: tuple[str, ...]) -> list[Path]:
     """Module files for `wanted` and everything they depend on, each after its dependencies."""
     index = {p.name.split(".ko")[0].replace("-", "_"): p for p in moddir.rglob("*.ko*")}
     builtin = {

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 from hil.errors import ImageError
-from hil.images import bootenv, kernel
-from hil.images.debs import KERNEL_METAPACKAGE
+from hil.images import bootenv, elf, kernel
+from hil.images.arch import Arch
 from hil.images.tools import run
 
 FILES = Path(__file__).parent / "files"
-DEVICE_TYPE = "qemux86-64"
-LIBDIR = "lib/x86_64-linux-gnu"
-INTERPRETER = "ld-linux-x86-64.so.2"
 
-# dropbear and chrony link against these; ldd picks the files actually needed from them.
+# dropbear and chrony link against these; their ELF files name the ones actually needed (hil.images.elf).
 LIBRARY_PACKAGES = (
     "libc6",
     "libcrypt1",
@@ -57,7 +53,6 @@ LIBRARY_PACKAGES = (
     "libjansson4",
 )
 PACKAGES = (
-    KERNEL_METAPACKAGE,
     "busybox-static",
     "dropbear-bin",
     "openssh-sftp-server",
@@ -79,6 +74,7 @@ SERVICES = ("acpid", "dropbear", "chronyd", "dhcp", "dnsmasq")
 VARIANT_OMITS = {
     "healthy": (),
     "broken-init": (),
+    "broken-kernel": (),
     "broken-health": ("dropbear",),
     "no-dhcp": ("dhcp",),
     "no-chrony": ("chronyd",),
@@ -105,70 +101,106 @@ def copy_files(src: Path, root: Path) -> None:
         dest.chmod(0o755 if path.read_bytes()[:2] == b"#!" else 0o644)
 
 
-def _install_busybox(busybox_tree: Path, root: Path) -> None:
+def packages(arch: Arch) -> tuple[str, ...]:
+    """The Debian packages an image for `arch` is made from."""
+    return (arch.kernel_metapackage, *PACKAGES)
+
+
+def _install_busybox(busybox_tree: Path, root: Path, applets: list[str]) -> None:
     """The static busybox and a symlink for each of its applets."""
-    binary = busybox_tree / "bin" / "busybox"
     (root / "bin").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(binary, root / "bin" / "busybox")
-    for applet in run([binary, "--list-full"]).split():
+    shutil.copy2(busybox_tree / "bin" / "busybox", root / "bin" / "busybox")
+    for applet in applets:
         link = root / applet
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists() and not link.is_symlink():
             link.symlink_to("/bin/busybox")
 
 
-def _install_dynamic(trees: dict[str, Path], root: Path) -> None:
-    """dropbear and chrony with the shared libraries ldd resolves from the unpacked packages."""
-    libdirs = [str(t / d) for t in trees.values() for d in (LIBDIR, f"usr/{LIBDIR}") if (t / d).is_dir()]
-    env = {**os.environ, "LD_LIBRARY_PATH": ":".join(libdirs)}
-    (root / LIBDIR).mkdir(parents=True, exist_ok=True)
+def applet_list(host_busybox: Path) -> list[str]:
+    """Busybox's applet paths, from a busybox this host can run (the same Debian build on every arch)."""
+    return run([host_busybox, "--list-full"]).split()
+
+
+def _install_dynamic(trees: dict[str, Path], root: Path, arch: Arch) -> None:
+    """The daemons and every shared library they need, found in the unpacked packages."""
+    libdir = f"lib/{arch.triplet}"
+    found = {
+        lib.name: lib
+        for tree in trees.values()
+        for directory in (tree / libdir, tree / "usr" / libdir)
+        if directory.is_dir()
+        for lib in directory.iterdir()
+    }
+    (root / libdir).mkdir(parents=True, exist_ok=True)
+    todo = []
     for package, binaries in DAEMONS.items():
         for rel in binaries:
             dest = root / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(trees[package] / rel, dest)
-            for line in run(["ldd", trees[package] / rel], env=env).splitlines():
-                name, _, target = line.strip().partition(" => ")
-                if not target:
-                    continue  # the vdso and the interpreter line
-                if target.startswith("not found"):
-                    raise ImageError(f"{rel} needs {name}, which none of {LIBRARY_PACKAGES} provides")
-                lib = Path(target.split(" (")[0])
-                shutil.copyfile(lib.resolve(), root / LIBDIR / name)
-    shutil.copyfile((trees["libc6"] / LIBDIR / INTERPRETER).resolve(), root / LIBDIR / INTERPRETER)
-    (root / "lib64").mkdir(exist_ok=True)
-    (root / "lib64" / INTERPRETER).symlink_to(f"/{LIBDIR}/{INTERPRETER}")
-    for lib in (root / LIBDIR).iterdir():
+            todo += [(rel, name) for name in elf.needed(dest)]
+    while todo:
+        user, name = todo.pop()
+        dest = root / libdir / name
+        if dest.exists():
+            continue
+        if name not in found:
+            raise ImageError(f"{user} needs {name}, which none of {LIBRARY_PACKAGES} provides")
+        shutil.copyfile(found[name].resolve(), dest)
+        todo += [(name, dep) for dep in elf.needed(dest)]
+    # The loader sits where binaries name it (PT_INTERP), as a link into the library directory.
+    loader = Path(arch.interpreter).name
+    shutil.copyfile(found[loader].resolve(), root / libdir / loader)
+    link = root / arch.interpreter
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(f"/{libdir}/{loader}")
+    for lib in (root / libdir).iterdir():
         lib.chmod(0o755)
 
 
-def _inittab(variant: str) -> str:
+def _inittab(variant: str, console: str) -> str:
     lines = ["::sysinit:/etc/init.d/rcS"]
     # `.run` keeps the wrapper's process name apart from the daemon's, so pidof finds only the daemon.
     lines += [f"::respawn:/usr/lib/hil/svc/{s}.run" for s in SERVICES if s not in VARIANT_OMITS[variant]]
     lines += [
-        "ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100",
+        f"{console}::respawn:/sbin/getty -L 115200 {console} vt100",
         "::ctrlaltdel:/sbin/reboot",
         "::shutdown:/usr/lib/hil/shutdown",
     ]
     return "\n".join(lines) + "\n"
 
 
-def os_release(version: str) -> str:
+def os_release(version: str, device_type: str) -> str:
     """The /etc/os-release of the image."""
     return (
         'NAME="hil reference OS"\nID=hil-reference\n'
-        f'VERSION_ID={version}\nPRETTY_NAME="hil reference OS {version}"\nSLUG={DEVICE_TYPE}\n'
+        f'VERSION_ID={version}\nPRETTY_NAME="hil reference OS {version}"\nSLUG={device_type}\n'
     )
 
 
-def build_rootfs_tree(trees: dict[str, Path], root: Path, version: str, variant: str) -> None:
-    """Fill `root` with the read-only root filesystem of one version and variant."""
-    _install_busybox(trees["busybox-static"], root)
-    _install_dynamic(trees, root)
+def build_rootfs_tree(
+    trees: dict[str, Path], root: Path, version: str, variant: str, arch: Arch, applets: list[str]
+) -> None:
+    """Fill `root` with the read-only root filesystem of one version and variant (/boot empty: the
+    builder puts the slot's kernel and initramfs there)."""
+    _install_busybox(trees["busybox-static"], root, applets)
+    _install_dynamic(trees, root, arch)
     copy_files(FILES / "common", root)
     copy_files(FILES / "rootfs", root)
-    for rel in ("dev", "proc", "sys", "run", "tmp", "mnt/boot", "mnt/state", "mnt/data", "root", "var/lib"):
+    for rel in (
+        "boot",
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "mnt/boot",
+        "mnt/state",
+        "mnt/data",
+        "root",
+        "var/lib",
+    ):
         (root / rel).mkdir(parents=True, exist_ok=True)
     (root / "root").chmod(0o700)
     (root / "etc" / "shadow").chmod(0o600)
@@ -183,32 +215,32 @@ def build_rootfs_tree(trees: dict[str, Path], root: Path, version: str, variant:
         "usr/lib/sftp-server": "/usr/lib/openssh/sftp-server",
     }.items():
         (root / link).symlink_to(target)
-    (root / "etc" / "os-release").write_text(os_release(version))
-    (root / "etc" / "inittab").write_text(_inittab(variant))
+    (root / "etc" / "os-release").write_text(os_release(version, arch.device_type))
+    (root / "etc" / "inittab").write_text(_inittab(variant, arch.console))
     if variant == "broken-init":
         (root / "sbin" / "init").unlink()
         (root / "sbin" / "init").write_text(BROKEN_INIT)
         (root / "sbin" / "init").chmod(0o755)
 
 
-def build_initramfs_tree(trees: dict[str, Path], root: Path) -> None:
+def build_initramfs_tree(trees: dict[str, Path], root: Path, arch: Arch, applets: list[str]) -> None:
     """Fill `root` with the initramfs: busybox, the boot-environment logic and the kernel modules."""
-    _install_busybox(trees["busybox-static"], root)
+    _install_busybox(trees["busybox-static"], root, applets)
     copy_files(FILES / "common", root)
     copy_files(FILES / "initramfs", root)
     for rel in ("dev", "proc", "sys", "mnt/boot", "mnt/state", "newroot", "lib/modules"):
         (root / rel).mkdir(parents=True, exist_ok=True)
     order = []
-    for module in kernel.load_order(kernel.modules_dir(kernel.package_tree(trees))):
+    for module in kernel.load_order(kernel.modules_dir(kernel.package_tree(trees)), arch.modules):
         shutil.copyfile(module, root / "lib" / "modules" / module.name)
         order.append(f"/lib/modules/{module.name}")
     (root / "lib" / "modules" / "load-order").write_text("\n".join(order) + "\n")
 
 
-def boot_files(version: str, config: dict) -> dict[str, str]:
+def boot_files(version: str, config: dict, device_type: str) -> dict[str, str]:
     """The small text files of the boot partition, by name."""
     return {
         "config.json": json.dumps(config, indent=2) + "\n",
-        "device-type.json": json.dumps({"slug": DEVICE_TYPE, "version": version}) + "\n",
+        "device-type.json": json.dumps({"slug": device_type, "version": version}) + "\n",
         "bootenv": bootenv.BootEnv().render(),
     }

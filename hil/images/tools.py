@@ -14,7 +14,6 @@ APT_PACKAGE = {
     "apt-get": "apt",
     "apt-cache": "apt",
     "dpkg-deb": "dpkg",
-    "ldd": "libc-bin",
     "mkfs.ext4": "e2fsprogs",
     "mkfs.vfat": "dosfstools",
     "mcopy": "mtools",
@@ -25,7 +24,7 @@ APT_PACKAGE = {
     "unshare": "util-linux",
 }
 
-# grub-mkstandalone needs the EFI modules as well as the program itself.
+# grub-mkstandalone needs the EFI modules as well as the program itself: the host's, for x86-64.
 GRUB_EFI_DIR = Path("/usr/lib/grub/x86_64-efi")
 
 
@@ -38,12 +37,12 @@ def require(tool: str) -> str:
     return path
 
 
-def require_grub_efi() -> None:
-    """Raise ToolMissing unless grub-mkstandalone and the x86_64-efi GRUB modules are installed."""
+def require_grub_efi(modules_dir: Path = GRUB_EFI_DIR) -> None:
+    """Raise ToolMissing unless grub-mkstandalone and GRUB's EFI modules in `modules_dir` are there."""
     require("grub-mkstandalone")
-    if not (GRUB_EFI_DIR / "linux.mod").exists():
+    if not (modules_dir / "linux.mod").exists():
         raise ToolMissing(
-            f"the image builder needs GRUB's EFI modules in {GRUB_EFI_DIR}: "
+            f"the image builder needs GRUB's EFI modules in {modules_dir}: "
             "install them with `apt-get install grub-efi-amd64-bin`"
         )
 

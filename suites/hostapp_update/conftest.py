@@ -67,13 +67,14 @@ def _plan(rig: Rig, image: Path, bundle: Path | None) -> UpdatePlan:
         return UpdatePlan(image, bundle, read_info(image).version, version, manifest)
     if rig.kind not in VIRTUAL_KINDS:
         raise ImageError(f"rig {rig.name} is a {rig.kind} rig: name the update with --update-bundle")
+    from hil.images.arch import of_device_type
     from hil.images.reference import build_reference
 
     target = read_info(image).version
     if not target:
         raise ImageError(f"image {image} does not say its version; pass --update-bundle")
     bundle = _bundle_beside(image)
-    base = build_reference(previous_version(target)).disk
+    base = build_reference(previous_version(target), arch=of_device_type(rig.device_type)).disk
     return UpdatePlan(base, bundle, read_info(base).version, target, _manifest(bundle))
 
 
@@ -94,11 +95,15 @@ def variant_bundle(rig: Rig, update_plan: UpdatePlan) -> Callable[[str], Path]:
     """Build the target version's bundle of a deliberately broken reference variant (skips elsewhere)."""
 
     def build(variant: str) -> Path:
-        from hil.images.reference import DEVICE_TYPE, build_reference
+        from hil.images.arch import for_device_type
+        from hil.images.reference import build_reference
 
-        if update_plan.manifest is None or rig.device_type != DEVICE_TYPE or not update_plan.target_version:
-            pytest.skip(f"broken {variant} bundles are built for hil's reference image on {DEVICE_TYPE} only")
-        return build_reference(update_plan.target_version, variant).bundle
+        arch = for_device_type(rig.device_type)
+        if update_plan.manifest is None or arch is None or not update_plan.target_version:
+            pytest.skip(
+                f"broken {variant} bundles are built for hil's reference image on its virtual boards only"
+            )
+        return build_reference(update_plan.target_version, variant, arch=arch.name).bundle
 
     return build
 

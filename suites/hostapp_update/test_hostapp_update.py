@@ -1,7 +1,8 @@
 """Hostapp-update suite: a host OS update lands in the other root and keeps the user's data, a broken
-update rolls itself back (health check, or a root that never boots), a power cut mid-write leaves the
-old OS, and bundles that do not fit are refused. Every test starts from the freshly flashed base image
-(see conftest.py for how base and target are chosen); every wait is bounded by the OS profile."""
+update rolls itself back (health check, a root that never boots, a kernel that panics), a power cut
+mid-write leaves the old OS, and bundles that do not fit are refused. Every test starts from the freshly
+flashed base image (see conftest.py for how base and target are chosen); every wait is bounded by the
+OS profile."""
 
 from __future__ import annotations
 
@@ -190,6 +191,18 @@ def test_update_that_never_boots_rolls_back_and_a_good_update_then_lands(
     # The device is not stuck: the next update lands, and its breadcrumbs describe that update only.
     update(dut, put_bundle(dut, update_plan.bundle), "reboot into a good update after the rollback")
     assert_updated(dut, before, update_plan)
+
+
+def test_update_whose_kernel_panics_rolls_back(fresh_dut: Dut, variant_bundle: Callable[[str], Path]) -> None:
+    # The kernel travels with the root: this update's kernel panics before any of its userspace runs, so
+    # only the bootloader, counting the tries, can bring the old root (and its kernel) back.
+    bundle = variant_bundle("broken-kernel")
+    dut = fresh_dut
+    before = os_state(dut)
+    install(dut, put_bundle(dut, bundle)).check()
+    reboot_into(dut, "rollback-altboot reboot", dut.profile.update.bounds.rollback_altboot)
+    assert_back_on(dut, before, "altboot")
+    assert "health" not in os_state(dut).rollbacks
 
 
 def _cut_power_mid_write(dut: Dut, remote: str) -> None:

@@ -1,9 +1,9 @@
-# The boot environment, shared by the initramfs, hostapp-update and the health check.
-# It is the text file $BOOTENV on the boot partition, one key=value a line:
+# The boot environment, shared by hostapp-update and the health check; GRUB reads it at every boot.
+# It is $BOOTENV on the boot partition, a GRUB environment block (1024 bytes, one key=value a line):
 #   active=A|B    the slot that boots when no update is pending
 #   pending=0|1   an update waits in the other slot: the next boots try it
-#   count=N       boots of the pending update so far
-#   limit=N       after this many failed tries the initramfs rolls back
+#   count=N       boots of the pending update so far (GRUB counts them, before any kernel runs)
+#   limit=N       after this many failed tries GRUB rolls back (at most 9)
 BOOTENV=${BOOTENV:-/mnt/boot/bootenv}
 
 bootenv_load() {
@@ -19,10 +19,14 @@ bootenv_load() {
     done <"$BOOTENV"
 }
 
-# Write a temporary file and rename it over the old one, so a power cut leaves one or the other.
+# Write a temporary file and rename it over the old one, so a power cut leaves one or the other. GRUB
+# rewrites the block in place, so it keeps GRUB's size: padded with '#' to 1024 bytes.
 bootenv_save() {
-    printf 'active=%s\npending=%s\ncount=%s\nlimit=%s\n' "$active" "$pending" "$count" "$limit" \
-        >"$BOOTENV.tmp" && sync && mv -f "$BOOTENV.tmp" "$BOOTENV" && sync
+    body=$(printf '# GRUB Environment Block\nactive=%s\npending=%s\ncount=%s\nlimit=%s\n_' \
+        "$active" "$pending" "$count" "$limit")
+    body=${body%_}
+    { printf '%s' "$body" && yes '#' | tr -d '\n' | head -c $((1024 - ${#body})); } >"$BOOTENV.tmp" &&
+        sync && mv -f "$BOOTENV.tmp" "$BOOTENV" && sync
 }
 
 other_slot() {
