@@ -4,7 +4,9 @@ Both boot the same image with the same machine options (taken from hil's own QEM
 QMP and the paused start), in the same process, several rounds; prints medians and hil/raw ratios.
 Targets (issue 2): console shell <= 1.10 x raw, SSH ready <= 1.25 x raw.
 
-    .venv/bin/python bench/boot.py [--rounds 5] [--image PATH]
+    .venv/bin/python bench/boot.py [--rounds 5] [--rig qemu-x86_64|qemu-arm64] [--image PATH]
+
+Nothing here knows the architecture: the rig's board gives the command line (firmware, machine, CPU).
 """
 
 from __future__ import annotations

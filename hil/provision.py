@@ -21,9 +21,10 @@ def resolve_image(rig: Rig, image: Path | None, version: str = "1.0.0") -> Path:
         return image
     if rig.kind not in VIRTUAL_KINDS:
         raise ImageError(f"rig {rig.name} is a {rig.kind} rig: name the image to flash with --image")
+    from hil.images.arch import of_device_type
     from hil.images.reference import build_reference
 
-    return build_reference(version, log=log.info).disk
+    return build_reference(version, arch=of_device_type(rig.device_type), log=log.info).disk
 
 
 def open_dut(rig: Rig, artifacts: Path) -> Dut:

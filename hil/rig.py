@@ -43,8 +43,9 @@ class Timeouts(_Strict):
 class QemuSpec(_Strict):
     """How a virtual board is started."""
 
-    arch: Literal["x86_64"] = "x86_64"
-    machine: str = "q35"
+    arch: Literal["x86_64", "aarch64"] = "x86_64"
+    machine: str = Field("q35", description="QEMU -machine: q35 for x86_64, virt for aarch64")
+    cpu: str | None = Field(None, description="QEMU -cpu, e.g. cortex-a57 (fast under TCG); None: QEMU's")
     memory: PositiveInt = Field(256, description="MiB")
     cpus: PositiveInt = 1
     accel: Literal["auto", "kvm", "tcg"] = "auto"

@@ -45,3 +45,15 @@ def test_asking_for_kvm_on_a_host_without_it_is_a_clear_error(tmp_path: Path, kv
 
 def test_tcg_is_taken_as_asked(tmp_path: Path, kvm: Path) -> None:
     assert pick_accel("tcg", kvm, _cpuinfo(tmp_path, "vmx")).name == "tcg"
+
+
+def test_an_arm_board_on_an_x86_host_runs_under_tcg_even_where_kvm_works(tmp_path: Path, kvm: Path) -> None:
+    accel = pick_accel("auto", kvm, _cpuinfo(tmp_path, "vmx"), guest="aarch64", host="x86_64")
+    assert accel.name == "tcg"
+    assert "host is x86_64" in accel.reason and "aarch64" in accel.reason
+
+
+def test_an_arm_board_on_an_arm_host_with_kvm_uses_it(tmp_path: Path, kvm: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm\n")  # no vmx/svm on Arm
+    assert pick_accel("auto", kvm, cpuinfo, guest="aarch64", host="aarch64").name == "kvm"

@@ -5,6 +5,7 @@ answers 409 Conflict. Finalizing is exactly once however many gates run at once.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+import yaml
 from release_samples import IMAGE, catalog_of, write_junit
 
 from hil.errors import HilError
@@ -141,8 +143,19 @@ def passing(tmp_path: Path) -> Path:
     return tmp_path / "results"
 
 
+@pytest.fixture(autouse=True)
+def qemux86_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default policy's rules for qemux86-64 alone. A balena release names no device types, so the
+    gate judges every type its policy has rules for; these tests' results are for qemux86-64 only."""
+    policy = yaml.safe_load((Path(__file__).parent.parent / "gate.yaml").read_text())
+    policy["device_types"] = {"qemux86-64": policy["device_types"]["qemux86-64"]}
+    (tmp_path / "gate-qemux86-64.yaml").write_text(yaml.safe_dump(policy))
+    monkeypatch.setenv("HIL_TEST_POLICY", str(tmp_path / "gate-qemux86-64.yaml"))
+
+
 def gate(store: BalenaStore, results: Path, release_id: str = "42", **kwargs):
     images = {"qemux86-64": IMAGE}
+    kwargs.setdefault("policy", Path(os.environ["HIL_TEST_POLICY"]))
     return gate_release(store, release_id, results=[results], catalog=catalog_of(), images=images, **kwargs)
 
 

@@ -21,6 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--variant", default="healthy", help="healthy, or a deliberately broken variant for tests"
     )
+    build.add_argument(
+        "--arch", default="x86_64", help="x86_64 (device type qemux86-64) or aarch64 (generic-aarch64)"
+    )
     build.set_defaults(func=_build)
     _add_debian_parser(sub)
     info = sub.add_parser("info", help="print an image's device type and version")
@@ -72,7 +75,7 @@ def _build_debian(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from hil.images.reference import build_reference
 
-    built = build_reference(args.version, args.variant)
+    built = build_reference(args.version, args.variant, arch=args.arch)
     print(built.disk)
     return 0
 

@@ -13,34 +13,39 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from hil.capabilities import LinkControl, NetworkCapture, RtcControl
+from hil.capabilities import HostedNetwork, LinkControl, NetworkCapture, RtcControl
 from hil.drivers.accel import Accel, pick_accel
 from hil.drivers.qmp import QmpLink
 from hil.drivers.socket_console import UnixSocketTransport
 from hil.errors import QemuError, ToolMissing
 from hil.hostproc import die_with_parent, free_port, tool
 from hil.image import materialize
+from hil.images.arch import ARCHES
 from hil.rig import QemuSpec
 
 log = logging.getLogger("hil.qemu")
 
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 CONFIG_FW_CFG = "opt/io.hil/config.json"
+SLIRP_HOST = "10.0.2.2"  # where QEMU user networking puts the host, as the guest sees it
+VARS_FILE = "efivars.fd"
 
 
 def preflight(spec: QemuSpec) -> None:
     """Fail before anything starts when a host program or the firmware a virtual board needs is missing."""
-    tool(f"qemu-system-{spec.arch}", "qemu-system-x86")
+    arch = ARCHES[spec.arch]
+    tool(f"qemu-system-{spec.arch}", arch.qemu_package)
     tool("qemu-img", "qemu-utils")
-    if not OVMF_CODE.exists():
-        raise ToolMissing(f"UEFI firmware {OVMF_CODE} is missing (apt-get install ovmf)")
+    for firmware in arch.firmware:
+        if not firmware.exists():
+            raise ToolMissing(
+                f"UEFI firmware {firmware} is missing (apt-get install {arch.firmware_package})"
+            )
 
 
 class QemuBoard:
     """One QEMU virtual board; `workdir` holds its temporary disks, `artifacts` its logs."""
 
-    provides = (LinkControl, NetworkCapture, RtcControl)
+    provides = (LinkControl, NetworkCapture, RtcControl, HostedNetwork)
 
     def __init__(
         self, name: str, spec: QemuSpec, workdir: Path, artifacts: Path, ssh_guest_port: int,
@@ -53,7 +58,8 @@ class QemuBoard:
         self.ssh_guest_port = ssh_guest_port
         self.ssh_host = "127.0.0.1"
         self.ssh_port = 0
-        self.accel: Accel = pick_accel(spec.accel)
+        self.arch = ARCHES[spec.arch]
+        self.accel: Accel = pick_accel(spec.accel, guest=spec.arch)
         self.qemu_version = ""
         self.serial = serial
         self.pty_path: Path | None = None
@@ -115,22 +121,23 @@ class QemuBoard:
         """Boot from `disk` (None: no disk) with fresh firmware settings; `config` goes in by fw_cfg."""
         if self.is_on:
             raise QemuError(f"board {self.name} is powered; its disk cannot change under it")
-        shutil.copyfile(OVMF_VARS, self.workdir / "OVMF_VARS.fd")
+        shutil.copyfile(self.arch.firmware[1], self.workdir / VARS_FILE)
         self._disk = (disk, fmt) if disk else None
         self._config = config
 
     def _command(self) -> list[str]:
         spec = self.spec
         return [
-            tool(f"qemu-system-{spec.arch}", "qemu-system-x86"),
+            tool(f"qemu-system-{spec.arch}", self.arch.qemu_package),
             "-name", f"hil-{self.name}", "-nodefaults", "-no-user-config", "-display", "none",
             "-machine", f"{spec.machine},accel={self.accel.name}", "-m", str(spec.memory),
+            *(["-cpu", spec.cpu] if spec.cpu else []), *self.arch.boot_options,
             "-smp", str(spec.cpus), "-S",
             "-qmp", f"unix:{self.workdir / 'qmp.sock'},server=on,wait=off",
             "-chardev", f"{self._serial_backend()},id=serial0,logfile={self.serial_log},logappend=on",
             "-serial", "chardev:serial0",
-            "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
-            "-drive", f"if=pflash,format=raw,file={self.workdir / 'OVMF_VARS.fd'}",
+            "-drive", f"if=pflash,format=raw,readonly=on,file={self.arch.firmware[0]}",
+            "-drive", f"if=pflash,format=raw,file={self.workdir / VARS_FILE}",
             *(["-drive", f"if=virtio,format={self._disk[1]},file={self._disk[0]}"] if self._disk else []),
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:{self.ssh_guest_port}",
             "-device", "virtio-net-pci,netdev=net0,id=nic0",
@@ -147,7 +154,7 @@ class QemuBoard:
         """Start QEMU paused, connect QMP, then let the CPU run (a fresh port if the forward collides)."""
         if self.is_on:
             return
-        if not (self.workdir / "OVMF_VARS.fd").exists():
+        if not (self.workdir / VARS_FILE).exists():
             raise QemuError(f"board {self.name} has no image; flash it first")
         for _attempt in range(3):
             self.ssh_port = free_port()
@@ -256,6 +263,10 @@ class QemuBoard:
         if self.is_on:
             raise QemuError(f"board {self.name} is powered; its RTC base applies from the next power-on")
         self.rtc_base = base
+
+    def host_address(self) -> str:
+        """The address at which the guest reaches this host (QEMU user networking)."""
+        return SLIRP_HOST
 
     def set_link(self, up: bool) -> None:
         """Plug or unplug the board's network cable."""
