@@ -147,6 +147,11 @@ def rig_capabilities(rig: Rig) -> frozenset[str]:
     )
 
 
+def rig_has(rig: Rig, capability: type) -> bool:
+    """Whether the rig has `capability` (a protocol from hil.capabilities), without building its board."""
+    return capability.name in rig_capabilities(rig)  # type: ignore[attr-defined]
+
+
 def preflight(rig: Rig) -> None:
     """Raise ToolMissing now, rather than mid-test, when this host cannot drive the rig."""
     BOARD_KINDS[rig.kind].preflight(rig)

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from hil.drivers.power import RelayPower
+    from hil.drivers.sdmux import SdMux as SdMuxDriver
+
+C = TypeVar("C")
 
 
 @runtime_checkable
@@ -46,11 +52,70 @@ class RtcControl(Protocol):
         ...
 
 
-BOARD_CAPABILITIES: tuple[type, ...] = (LinkControl, NetworkCapture, RtcControl)
+@runtime_checkable
+class PowerRelay(Protocol):
+    """A relay that switches the DUT's supply and reads back its state; it holds between processes."""
+
+    name: ClassVar[str] = "power-relay"
+    off_time: float  # seconds the supply needs off to drain before the next power-on
+
+    def relay(self) -> RelayPower:
+        """The relay driver (on, off, state)."""
+        ...
+
+
+@runtime_checkable
+class SdMuxControl(Protocol):
+    """An SD mux: the DUT's card switches to the host to be written, and back to the DUT."""
+
+    name: ClassVar[str] = "sd-mux"
+
+    def sd_mux(self) -> SdMuxDriver:
+        """The mux driver (to_host, to_dut, the card it switches)."""
+        ...
+
+
+@runtime_checkable
+class SerialLine(Protocol):
+    """The console is a serial line the host reads, which speaks as soon as the DUT has power."""
+
+    name: ClassVar[str] = "serial-line"
+
+    def serial_port(self) -> str:
+        """The host's device for the line (e.g. /dev/serial/by-id/...)."""
+        ...
+
+
+@runtime_checkable
+class HostedNetwork(Protocol):
+    """The DUT's network is one hil runs on this host (QEMU user networking), so the suites can start
+    the rig-side servers (DHCP, DNS, NTP, HTTP) themselves."""
+
+    name: ClassVar[str] = "hosted-network"
+
+    def host_address(self) -> str:
+        """The address at which the DUT reaches this host."""
+        ...
+
+
+BOARD_CAPABILITIES: tuple[type, ...] = (
+    LinkControl,
+    NetworkCapture,
+    RtcControl,
+    PowerRelay,
+    SdMuxControl,
+    SerialLine,
+    HostedNetwork,
+)
 # Capabilities a rig file gives (not a board method): name -> what it means.
 RIG_CAPABILITIES = {"wifi": "a wifi access point the DUT can join"}
 CAPABILITIES = {c.name: c for c in BOARD_CAPABILITIES}  # type: ignore[attr-defined]
 NAMES = frozenset(CAPABILITIES) | frozenset(RIG_CAPABILITIES)
+
+
+def provided(board: object, capability: type[C]) -> C | None:
+    """`board` as `capability` when its class declares it, else None (never a probe by attribute name)."""
+    return board if capability in getattr(type(board), "provides", ()) else None  # type: ignore[return-value]
 
 
 def declared(board_class: type) -> frozenset[str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hil.boards import Board
+from hil.capabilities import PowerRelay, SdMuxControl, SerialLine, provided
 from hil.dut import Dut, State
 from hil.errors import HilError
 from hil.pool import record_health
@@ -23,9 +24,10 @@ class Step:
 
 
 def _power(board: Board) -> str:
-    power = getattr(board, "power", None)
-    if power is None:
+    switched = provided(board, PowerRelay)
+    if switched is None:
         return "no relay on this rig (virtual board)"
+    power = switched.relay()
     power.off()
     if power.state != "off":
         raise HilError(f"relay reads {power.state} after off")
@@ -37,9 +39,10 @@ def _power(board: Board) -> str:
 
 
 def _mux(board: Board) -> str:
-    mux = getattr(board, "mux", None)
-    if mux is None:
+    muxed = provided(board, SdMuxControl)
+    if muxed is None:
         return "no SD mux on this rig (virtual board)"
+    mux = muxed.sd_mux()
     card = mux.to_host(timeout=30)
     mux.to_dut()
     if mux.card.find() is not None:
@@ -48,7 +51,7 @@ def _mux(board: Board) -> str:
 
 
 def _serial(board: Board) -> str:
-    if getattr(board, "mux", None) is None:
+    if provided(board, SerialLine) is None:
         return "console is QEMU's serial socket (checked by the boot)"
     board.power_on(time.monotonic() + 30)
     transport = board.console_transport(10)

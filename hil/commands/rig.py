@@ -151,18 +151,21 @@ def _leased_dut(args: argparse.Namespace, force: bool | None = None) -> Iterator
 def _power(args: argparse.Namespace) -> int:
     import time
 
+    from hil.capabilities import PowerRelay, SdMuxControl
+
     with _leased_dut(args) as dut:
         rig = dut.rig
-        if rig.kind == "qemu" and args.action != "off" and not args.hold:
+        relay = dut.capability(PowerRelay)
+        if relay is None and args.action != "off" and not args.hold:
             raise HilError(f"{rig.name} is a virtual rig: its board lives in this process; "
                            "use --hold (Ctrl-C powers off) or `hil rig console`")  # fmt: skip
         board = dut.board
         if args.action in ("off", "cycle"):
             board.power_off()
         if args.action == "cycle":
-            time.sleep(rig.spec.power.off_time if hasattr(rig.spec, "power") else 1.0)
+            time.sleep(relay.off_time if relay is not None else 1.0)
         if args.action in ("on", "cycle"):
-            if rig.kind == "qemu":
+            if dut.capability(SdMuxControl) is None:  # no card that keeps its image: flash a fresh overlay
                 from hil.provision import resolve_image
 
                 dut.flash(resolve_image(rig, None))
@@ -187,13 +190,16 @@ def _flash(args: argparse.Namespace) -> int:
 
     if not args.image.is_file():
         raise HilError(f"image {args.image} does not exist")
+    from hil.capabilities import SdMuxControl
+
     with _leased_dut(args) as dut:
         board = dut.board
-        mux = getattr(board, "mux", None)
-        if mux is None:
+        muxed = dut.capability(SdMuxControl)
+        if muxed is None:
             raise HilError(
                 f"{dut.rig.name} is a virtual rig: each run flashes a fresh overlay; nothing to write"
             )
+        mux = muxed.sd_mux()
         info = read_info(args.image)
         board.power_off()
         card = mux.to_host(timeout=30)
@@ -216,11 +222,12 @@ def _flash(args: argparse.Namespace) -> int:
 def _console(args: argparse.Namespace) -> int:
     import time
 
+    from hil.capabilities import SdMuxControl
     from hil.provision import resolve_image
     from hil.serialterm import interact
 
     with _leased_dut(args) as dut:
-        if dut.rig.kind == "qemu" or args.image:
+        if dut.capability(SdMuxControl) is None or args.image:  # no card that keeps an image: flash one
             dut.flash(resolve_image(dut.rig, args.image))
         dut.board.power_on(time.monotonic() + 60)
         transport = dut.board.console_transport(30)

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hil.capabilities import PowerRelay, SdMuxControl, SerialLine
 from hil.drivers.config_json import write_config_json
 from hil.drivers.flasher import flash_card
 from hil.drivers.power import RelayPower
@@ -25,6 +26,8 @@ _HALF_WRITTEN = "card half-written by a failed flash of"
 
 class AutohatBoard:
     """Flash through the mux, power through the relay, talk through the serial line."""
+
+    provides = (PowerRelay, SdMuxControl, SerialLine)
 
     def __init__(
         self, name: str, *, power: RelayPower, mux: SdMux, console_port: str, baudrate: int,
@@ -77,6 +80,18 @@ class AutohatBoard:
         if self.mux.state != "dut":
             self.mux.to_dut()
         self.power.on()
+
+    def relay(self) -> RelayPower:
+        """The power relay (capability power-relay)."""
+        return self.power
+
+    def sd_mux(self) -> SdMux:
+        """The SD mux (capability sd-mux)."""
+        return self.mux
+
+    def serial_port(self) -> str:
+        """The console's serial device (capability serial-line)."""
+        return self.console_port
 
     def power_off(self, grace: float = 10.0) -> None:
         """Open the relay."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
+from hil.capabilities import HostedNetwork
 from hil.drivers.autohat import AutohatBoard
 from hil.drivers.card import CardIdentity
 from hil.drivers.fake_sysfs import FakeBlockTree
@@ -56,6 +57,9 @@ class TwinPin(MockPin):
 
 class TwinBoard(AutohatBoard):
     """An AutohatBoard whose hardware is a QEMU board, a card file and a pty."""
+
+    # What an autohat rig has, and the network of its QEMU board, which hil runs on this host.
+    provides = (*AutohatBoard.provides, HostedNetwork)
 
     def __init__(self, name: str, spec: TwinRig, workdir: Path, artifacts: Path, ssh_guest_port: int) -> None:
         self.spec = spec
@@ -100,6 +104,10 @@ class TwinBoard(AutohatBoard):
         factory.listeners[power_pin] = self._power_line
         if self.power.state == "on":  # the relay rests closed, as the last command left it
             self._power_line(bool(power_pin.state))
+
+    def host_address(self) -> str:
+        """The address at which the twin's DUT reaches this host (its QEMU board's user networking)."""
+        return self.qemu.host_address()
 
     @property
     def card_on_host(self) -> bool:

@@ -45,8 +45,11 @@ SLIRP = RigNetwork("qemu-user", "10.0.2.2", ipaddress.IPv4Network("10.0.2.0/24")
 
 @pytest.fixture(scope="session")
 def rig_network(rig: Rig) -> RigNetwork:
-    """The rig's network, for rigs whose network hil runs end to end (virtual boards)."""
-    if rig.kind in ("qemu", "twin"):
+    """The rig's network, for rigs whose network hil runs end to end (its board has a hosted network)."""
+    from hil.boards import rig_has
+    from hil.capabilities import HostedNetwork
+
+    if rig_has(rig, HostedNetwork):
         return SLIRP
     pytest.skip(f"rig {rig.name} ({rig.kind}) is on a lab network hil does not run; no rig-side servers")
 
