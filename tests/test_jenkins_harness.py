@@ -165,7 +165,7 @@ def _image() -> Path:
 
 def _params(release: str, image: Path | None = None) -> dict[str, object]:
     """A build of the draft `release` on qemux86-64: `image` named in IMAGES, else the default line."""
-    images = f"qemux86-64={image}" if image else f"qemux86-64={IMAGE or ''}\nraspberrypi4-64="
+    images = f"qemux86-64={image}" if image else f"qemux86-64={IMAGE or ''}\ngeneric-aarch64="
     return {"RELEASE": release, "DEVICE_TYPES": "qemux86-64", "SUITES": SUITES, "IMAGES": images}
 
 
@@ -192,7 +192,7 @@ def test_a_build_on_the_qemu_rig_makes_the_draft_final(lab: Lab) -> None:
     build = jenkins.run(JENKINSFILE, _params(release))
     assert build.result == "SUCCESS", build.console[-6000:]
     _assert_wired_as_designed(build, f"{lab.qemu}#0", lab.qemu)
-    assert build.stage("suites", "Matrix - DEVICE_TYPE = 'raspberrypi4-64'", "on a rig") == "SKIPPED"
+    assert build.stage("suites", "Matrix - DEVICE_TYPE = 'generic-aarch64'", "on a rig") == "SKIPPED"
     assert [e["status"] for e in build.commands("hil release gate")] == [0]
     assert lab.status(release) == "final"
     junit = ET.parse(build.archive / "results" / "qemux86-64" / "junit.xml").getroot()

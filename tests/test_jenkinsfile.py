@@ -249,6 +249,15 @@ def test_the_pipeline_breaks_no_rule(pipeline: Model, rule: Callable[[Model], li
     assert rule(pipeline) == [], rule.__doc__
 
 
+def test_every_device_type_the_pipeline_gates_has_rules_in_the_gate_policy() -> None:
+    from hil.release.policy import load_policy
+
+    model = load(ROOT / "jenkins" / "Jenkinsfile")
+    cells = {v for stage in model.stages.values() for v in stage.axes.get("DEVICE_TYPE", [])}
+    ruled = set(load_policy(ROOT / "gate.yaml").model.device_types)
+    assert cells and cells <= ruled, f"the pipeline gates {sorted(cells - ruled)}: gate.yaml has no rules"
+
+
 def test_the_matrix_has_a_cell_for_every_device_type_a_build_runs() -> None:
     model = load(ROOT / "jenkins" / "Jenkinsfile")
     cells = {v for stage in model.stages.values() for v in stage.axes.get("DEVICE_TYPE", [])}
@@ -322,7 +331,7 @@ def test_before_every_cells_junit_suite_was_called_pytest() -> None:
 
 # ---- what Jenkins would run
 
-IMAGES = "qemux86-64=/srv/images/a b.img\nraspberrypi4-64=/srv/images/balena.img.zip"
+IMAGES = "qemux86-64=/srv/images/a b.img\ngeneric-aarch64=/srv/images/balena.img.zip"
 UNKNOWN = "pipeline { agent any\n stages { stage('x') { steps { sh 'hil run --rigg qemu-x86_64' } } } }\n"
 MAIN, HEALTH = ROOT / "jenkins" / "Jenkinsfile", ROOT / "jenkins" / "rig-health.Jenkinsfile"
 # name -> (Jenkinsfile, parameters); one JVM runs them all, in this order. None: UNKNOWN.
@@ -364,12 +373,13 @@ with open({str(record)!r}, "a") as out:
     (root / "scm").mkdir()
     (root / "unknown.Jenkinsfile").write_text(UNKNOWN)
     agents = [
-        Agent("lab-qemu", ("qemu-x86_64",)),
+        Agent("lab-qemu", ("qemu-x86_64", "qemu-arm64")),
         Agent("lab-1", ("lab-rpi4-01",)),
         Agent("gate", ("hil-gate",)),
     ]
     resources = [
         Resource("qemu-x86_64#0", ("hil-qemux86-64", "qemu-x86_64#0")),
+        Resource("qemu-arm64#0", ("hil-generic-aarch64", "qemu-arm64#0")),
         Resource("lab-rpi4-01", ("hil-raspberrypi4-64", "lab-rpi4-01")),
     ]
     jenkins = Jenkins(root / "home", agents=agents, resources=resources, scm=root / "scm", path=[bin_dir],
@@ -413,10 +423,12 @@ def test_a_command_the_cli_does_not_know_is_caught(recorded: dict[str, Recorded]
 
 
 def test_an_image_path_with_a_space_reaches_hil_as_one_argument(recorded: dict[str, Recorded]) -> None:
-    run, _, gate = (c["argv"] for c in recorded["balena"].commands)
-    assert run[run.index("--image") + 1] == "/srv/images/a b.img"
+    commands = [c["argv"] for c in recorded["balena"].commands]
+    runs, gate = [c for c in commands if c[:1] == ["run"]], commands[-1]
+    images = sorted(r[r.index("--image") + 1] for r in runs)
+    assert images == ["/srv/images/a b.img", "/srv/images/balena.img.zip"]
     assert gate[gate.index("--image") :] == [
-        "--image", "qemux86-64=/srv/images/a b.img", "--image", "raspberrypi4-64=/srv/images/balena.img.zip"
+        "--image", "generic-aarch64=/srv/images/balena.img.zip", "--image", "qemux86-64=/srv/images/a b.img"
     ]  # fmt: skip
 
 
