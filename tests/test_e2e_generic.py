@@ -21,7 +21,7 @@ from tests.e2e import leftover_disks, qemu_pids, run_pytest
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
 PASSWORD_ENV = "HIL_E2E_DEBIAN_PASSWORD"
-PASSWORD = "hil-debian"  # the builder's default for the password variant
+PASSWORD = "hil-debian"  # the builder's default; rig names here must not contain it (QEMU's -name is hil-RIG)
 
 
 def _rig(tmp: Path, name: str, credentials: str, *, ssh: float = 120) -> Path:
@@ -72,7 +72,7 @@ def _no_secret_anywhere(folder: Path, secret: str) -> None:
 @pytest.mark.timeout(2400)  # the inner run's own bound (1800 s) must fire first, leaving its JUnit
 def test_the_suites_pass_on_debian_with_only_the_console_password(tmp_path: Path) -> None:
     image = build_debian("password").disk
-    rig = _rig(tmp_path, "debian-pw", f"  password_env: {PASSWORD_ENV}\n")
+    rig = _rig(tmp_path, "deb-pw", f"  password_env: {PASSWORD_ENV}\n")
     suites = ("suites/boot", "suites/networking", "suites/time_sync")
     out, junit = _run(tmp_path, rig, image, *suites, timeout=1800)
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
@@ -89,7 +89,7 @@ def test_the_suites_pass_on_debian_with_only_the_console_password(tmp_path: Path
 def test_the_boot_suite_passes_on_debian_with_only_a_key_file(tmp_path: Path) -> None:
     built = build_debian("key")
     assert built.private_key is not None
-    rig = _rig(tmp_path, "debian-key", f"  key_file: {built.private_key}\n")
+    rig = _rig(tmp_path, "deb-key", f"  key_file: {built.private_key}\n")
     out, junit = _run(tmp_path, rig, built.disk, "suites/boot", timeout=1200)
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
     counts = _outcomes(junit)
@@ -106,10 +106,10 @@ def test_the_boot_suite_passes_on_debian_with_only_a_key_file(tmp_path: Path) ->
 @pytest.mark.timeout(1200)
 def test_a_wrong_password_is_one_line_naming_the_user_and_the_rig(tmp_path: Path) -> None:
     image = build_debian("password").disk
-    rig = _rig(tmp_path, "debian-wrong", "  password: not-the-password\n")
+    rig = _rig(tmp_path, "deb-wrong", "  password: not-the-password\n")
     out, _ = _run(tmp_path, rig, image, "suites/boot", "-x", timeout=900)
     assert out.returncode != 0
-    assert "LoginRefused: the console of debian-wrong refused the login as 'root'" in out.stdout
+    assert "LoginRefused: the console of deb-wrong refused the login as 'root'" in out.stdout
     assert "Traceback" not in out.stdout
     _no_secret_anywhere(tmp_path / "art", "not-the-password")
 
@@ -117,7 +117,7 @@ def test_a_wrong_password_is_one_line_naming_the_user_and_the_rig(tmp_path: Path
 @pytest.mark.timeout(1200)
 def test_an_image_without_sshd_runs_console_tests_and_names_the_missing_server(tmp_path: Path) -> None:
     image = build_debian("no-sshd").disk
-    rig = _rig(tmp_path, "debian-nossh", f"  password_env: {PASSWORD_ENV}\n", ssh=20)
+    rig = _rig(tmp_path, "deb-nossh", f"  password_env: {PASSWORD_ENV}\n", ssh=20)
     out, junit = _run(tmp_path, rig, image, "suites/boot", "-k", "console or ssh", timeout=900)
     assert out.returncode != 0
     cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
