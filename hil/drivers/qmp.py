@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import QMPClient, QMPError
+from qemu.qmp import EventListener, QMPClient, QMPError
+from qemu.qmp.message import Message
 
 from hil.errors import QemuError
 
@@ -20,12 +21,35 @@ log = logging.getLogger("hil.qmp")
 logging.getLogger("qemu.qmp.protocol").setLevel(logging.CRITICAL)
 
 
-class QmpLink:
-    """One QMP connection; every call blocks until QEMU answers or the timeout passes."""
+EventHandler = Callable[[str, dict[str, Any]], None]
 
-    def __init__(self, socket_path: Path, name: str) -> None:
+
+class _Handler(EventListener):
+    """Hands each event of the named kinds to a callback as it arrives, queueing none."""
+
+    def __init__(self, names: tuple[str, ...], handler: EventHandler) -> None:
+        super().__init__(names)
+        self._handler = handler
+
+    def accept(self, event: Message) -> bool:
+        if super().accept(event):
+            self._handler(event["event"], dict(event.get("data", {})))
+        return False
+
+
+class QmpLink:
+    """One QMP connection; every call blocks until QEMU answers or the timeout passes.
+
+    `events` (names) go to `on_event(name, data)` on the link's own thread: it must not block.
+    """
+
+    def __init__(
+        self, socket_path: Path, name: str, events: tuple[str, ...] = (), on_event: EventHandler | None = None
+    ) -> None:
         self._path = socket_path
         self._client = QMPClient(name)
+        if events and on_event is not None:
+            self._client.register_listener(_Handler(events, on_event))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"qmp-{name}", daemon=True)
         self._thread.start()

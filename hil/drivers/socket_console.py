@@ -14,10 +14,15 @@ from hil.errors import ConsoleClosed
 # QEMU creates the socket a moment after it starts; retry this often until the deadline.
 _RETRY_INTERVAL = 0.05
 _READ_SIZE = 65536
+_RECONNECT_TIMEOUT = 10.0  # for the restarted server's socket, which exists once it was handed over
 
 
 class UnixSocketTransport:
-    """The client end of a Unix stream socket (QEMU `-chardev socket,path=...,server=on,wait=off`)."""
+    """The client end of a Unix stream socket (QEMU `-chardev socket,path=...,server=on,wait=off`).
+
+    `follow()`, asked when the other end closes, says whether a new server took over the same path (the
+    board restarted QEMU): the transport then reconnects and the stream goes on.
+    """
 
     def __init__(
         self,
@@ -25,9 +30,12 @@ class UnixSocketTransport:
         connect_timeout: float,
         *,
         closed_reason: Callable[[], str | None] | None = None,
+        follow: Callable[[], bool] | None = None,
     ) -> None:
         self.path = Path(path)
         self._closed = False
+        self._closed_reason = closed_reason
+        self._follow = follow
         self._sock = self._connect(connect_timeout, closed_reason)
 
     def _connect(self, timeout: float, closed_reason: Callable[[], str | None] | None) -> socket.socket:
@@ -69,6 +77,10 @@ class UnixSocketTransport:
         except (OSError, ValueError) as exc:  # ValueError: closed under us by another thread
             raise ConsoleClosed(f"console socket {self.path} failed: {exc}") from exc
         if not data:
+            if self._follow is not None and self._follow():
+                self._sock.close()
+                self._sock = self._connect(_RECONNECT_TIMEOUT, self._closed_reason)
+                return b""
             raise ConsoleClosed(f"console socket {self.path} was closed by the other end")
         return data
 
