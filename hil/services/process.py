@@ -1,4 +1,5 @@
-"""A server process owned by the rig: started in its own directory, dies with hil, stopped in order."""
+"""A server process owned by the rig: started in its own directory, dies with hil (even by SIGKILL), stopped
+in order."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hil.errors import HilError
-from hil.hostproc import die_with_parent
+from hil.hostproc import GroupWatchdog, die_with_parent
 
 log = logging.getLogger("hil.services")
 
@@ -24,6 +25,7 @@ class ServerProcess:
         self.command = command
         self.log_file = log_file
         self._proc: subprocess.Popen[bytes] | None = None
+        self._group: GroupWatchdog | None = None
 
     @property
     def pid(self) -> int | None:
@@ -32,15 +34,23 @@ class ServerProcess:
 
     def start(self, ready: Callable[[], bool], timeout: float = 10.0) -> None:
         """Start the server and wait until `ready()` is true; a server that dies or never answers is named."""
-        with self.log_file.open("ab") as out:
-            self._proc = subprocess.Popen(
-                self.command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True, preexec_fn=die_with_parent,
-            )  # fmt: skip
+        self._group = GroupWatchdog()
+        try:
+            with self.log_file.open("ab") as out:
+                # Its own group, not hil's: Ctrl-C reaches hil, which stops the server in order.
+                self._proc = subprocess.Popen(
+                    self.command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                    process_group=self._group.pgid, preexec_fn=die_with_parent,
+                )  # fmt: skip
+        except BaseException:
+            self.stop()
+            raise
         deadline = time.monotonic() + timeout
         while not ready():
             if self._proc.poll() is not None:
-                raise HilError(f"{self.name} exited at start ({self._proc.returncode}): {self.tail()}")
+                failure = f"{self.name} exited at start ({self._proc.returncode}): {self.tail()}"
+                self.stop()
+                raise HilError(failure)
             if time.monotonic() > deadline:
                 self.stop()
                 raise HilError(f"{self.name} did not answer within {timeout:.0f} s: {self.tail()}")
@@ -54,17 +64,20 @@ class ServerProcess:
         os.kill(self.pid, sig)
 
     def stop(self, grace: float = 5.0) -> None:
-        """Terminate the server (it is resumed first, in case it was paused), then kill it if it lingers."""
+        """Terminate the server (it is resumed first, in case it was paused), then kill it if it lingers,
+        and with it anything it left in its process group."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGCONT)
-        proc.terminate()
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        group, self._group = self._group, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if group is not None:
+            group.close()
 
     def tail(self, lines: int = 5) -> str:
         """The last lines the server logged, on one line."""
