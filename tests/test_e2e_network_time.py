@@ -27,6 +27,7 @@ def _run_suites(tmp_path: Path, image: Path, *suites: str, timeout: float) -> tu
     return out.stdout + out.stderr, out.returncode, junit
 
 
+@pytest.mark.timeout(1000)  # above the inner run's own 900 s, which kills it and reports
 def test_networking_and_time_sync_pass_on_the_reference_image(tmp_path: Path) -> None:
     output, status, junit = _run_suites(
         tmp_path, reference_disk(), "suites/networking", "suites/time_sync", timeout=900
