@@ -2,10 +2,11 @@
 
 Each round is a whole `hil run --no-gate` in a process of its own. From its JUnit XML this prints the
 median wall time per suite and in total, and splits it: the boards' firmware, their bootloaders, kernel
-to login (the `hil.boots` phases the plugin records), the rest of the tests' time (commands, update
-writes, reboots' waits and bounds on the DUT), and hil's own overhead (start-up, collection, provisioning
-and reports: the wall time outside any test). The load average is printed beside each round, since a
-shared machine inflates wall times; compare rounds of one invocation, not figures from different days.
+to login (the `hil.boots` phases the plugin records), snapshot restores (`hil.restores`), the rest of the
+tests' time (commands, update writes, reboots' waits and bounds on the DUT), and hil's own overhead
+(start-up, collection, provisioning and reports: the wall time outside any test). The load average is
+printed beside each round, since a shared machine inflates wall times; compare rounds of one invocation,
+not figures from different days.
 
     .venv/bin/python bench/run.py [--rounds 3] [--suite boot ...] [-- extra pytest args]
 """
@@ -25,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HIL = Path(sys.executable).with_name("hil")
-SPLIT = ("firmware", "bootloader", "kernel to login", "tests beyond boots", "hil overhead")
+SPLIT = (
+    "firmware", "bootloader", "kernel to login", "snapshot restores", "tests beyond boots", "hil overhead"
+)  # fmt: skip
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Round:
     suites: dict[str, float] = field(default_factory=dict)
     split: dict[str, float] = field(default_factory=dict)
     boots: int = 0
+    restores: int = 0
     tests: int = 0
     failed: list[str] = field(default_factory=list)
 
@@ -80,6 +84,9 @@ def read_junit(junit: Path, wall: float, load: str) -> Round:
             phases["firmware"] += boot.get("firmware", 0.0)
             phases["bootloader"] += boot.get("bootloader", 0.0)
             phases["kernel to login"] += sum(boot.get(n, 0.0) for n in ("kernel", "init", "login"))
+        for seconds in json.loads(props.get("hil.restores", "[]")):
+            result.restores += 1
+            phases["snapshot restores"] += seconds
     phases["tests beyond boots"] = tested - sum(phases.values())
     phases["hil overhead"] = wall - tested
     result.split = phases
@@ -88,7 +95,8 @@ def read_junit(junit: Path, wall: float, load: str) -> Round:
 
 def report(rounds: list[Round]) -> str:
     """Medians per suite, in total, and of the split; every round's wall time and load average."""
-    lines = [f"round {i}: {r.wall:7.1f} s wall, {r.tests} tests, {r.boots} boots, load {r.load}"
+    lines = [f"round {i}: {r.wall:7.1f} s wall, {r.tests} tests, {r.boots} boots, {r.restores} restores, "
+             f"load {r.load}"
              for i, r in enumerate(rounds, 1)]  # fmt: skip
     median = statistics.median
     lines.append("\nmedian seconds per suite (test durations):")

@@ -98,6 +98,26 @@ class HostedNetwork(Protocol):
         ...
 
 
+@runtime_checkable
+class BootSnapshots(Protocol):
+    """Save a booted DUT whole (memory, devices, disk) and start from that state again: a freshly
+    flashed, booted device in seconds instead of a flash and a boot."""
+
+    name: ClassVar[str] = "boot-snapshots"
+
+    def save_snapshot(self, key: str) -> None:
+        """Save the running machine as `key`."""
+        ...
+
+    def has_snapshot(self, key: str) -> bool:
+        """Whether a snapshot saved as `key` is kept."""
+        ...
+
+    def restore_snapshot(self, key: str, deadline: float) -> None:
+        """Power off, then run the machine saved as `key` from where it was saved."""
+        ...
+
+
 BOARD_CAPABILITIES: tuple[type, ...] = (
     LinkControl,
     NetworkCapture,
@@ -106,6 +126,7 @@ BOARD_CAPABILITIES: tuple[type, ...] = (
     SdMuxControl,
     SerialLine,
     HostedNetwork,
+    BootSnapshots,
 )
 # Capabilities a rig file gives (not a board method): name -> what it means.
 RIG_CAPABILITIES = {"wifi": "a wifi access point the DUT can join"}

@@ -10,16 +10,21 @@ READY adds an SSH session. An SSH failure breaks READY only: console-only tests 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hil.boards import Board
 from hil.boot_phases import boot_phases
+from hil.capabilities import BootSnapshots
 from hil.console import Console
 from hil.drivers.serial_console import SerialTransport
 from hil.errors import (
@@ -33,6 +38,7 @@ from hil.errors import (
     Unsupported,
 )
 from hil.image import check_device_type, read_info
+from hil.image_hash import image_sha256
 from hil.os.model import OsProfile
 from hil.result import CommandResult
 from hil.rig import Rig
@@ -49,6 +55,16 @@ class State(IntEnum):
     FLASHED = 1
     BOOTED = 2  # the console reached its login (logged in where the profile gives credentials)
     READY = 3  # SSH session up
+
+
+@dataclass(frozen=True)
+class SavedBoot:
+    """What hil knew of a DUT when its board saved a snapshot of it, to be that DUT again on restore."""
+
+    image: Path
+    config: dict[str, Any]
+    device_type_source: str
+    host_key: Any  # the paramiko key the boot's SSH server showed: pinned again on restore
 
 
 class Dut:
@@ -71,6 +87,9 @@ class Dut:
         self.boot_seconds: float | None = None
         # Every boot's phases (hil.boot_phases), in order: the plugin records each test's as JUnit properties.
         self.boots: list[dict[str, float]] = []
+        self.restores: list[float] = []  # seconds each snapshot restore took, to READY
+        self._saved: dict[str, SavedBoot] = {}
+        self._snapshots_off: str | None = None  # why the board could not save one (then hil stops trying)
         self._boot_began = (0, 0.0)  # where the boot being awaited began: console text position, seconds
         self.os_version = ""
         self._pin = HostKeyPin()
@@ -166,6 +185,79 @@ class Dut:
         self.transition(State.READY)
         return self
 
+    def fresh(
+        self, image: Path, config: dict[str, Any] | None = None, *, device_type: str | None = None
+    ) -> Dut:
+        """The DUT freshly flashed with `image` (configured with `config`) and booted to READY.
+
+        Where the board keeps snapshots, the first such DUT is saved once booted, and later ones with the
+        same image and configuration start from that state instead of a flash and a boot: memory, disk
+        and SSH host key as that boot left them, the clock set to now, console and SSH reconnected. Tests
+        of booting itself use flash() and boot(), which always boot.
+        """
+        snapshots = self.capability(BootSnapshots)
+        key = self._snapshot_key(image, config) if snapshots is not None else ""
+        saved = self._saved.get(key)
+        if snapshots is not None and saved is not None and not self._broken and snapshots.has_snapshot(key):
+            self._restore(snapshots, key, saved)
+            return self
+        self.flash(image, config, device_type=device_type)
+        self.boot()
+        if snapshots is not None and self._snapshots_off is None:
+            self._save(snapshots, key)
+        return self
+
+    def _snapshot_key(self, image: Path, config: dict[str, Any] | None) -> str:
+        full = self.profile.config(hostname=self.hostname, ssh_public_key=self.public_key, extra=config)
+        what = [image_sha256(image), self.profile.name, full]
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _save(self, snapshots: BootSnapshots, key: str) -> None:
+        """Snapshot the booted DUT with no SSH session open (the host end would be gone on restore)."""
+        assert self.image is not None
+        self._close_ssh()
+        self.state = State.BOOTED
+        try:
+            snapshots.save_snapshot(key)
+        except QemuError as exc:
+            if self.board.exit_reason():
+                raise
+            self._snapshots_off = str(exc)
+            log.warning("%s: no snapshots on this board, every fresh DUT boots: %s", self.rig.name, exc)
+        else:
+            self._saved[key] = SavedBoot(self.image, self.config, self.device_type_source, self._pin.key)
+        self.transition(State.READY)
+
+    def _restore(self, snapshots: BootSnapshots, key: str, saved: SavedBoot) -> None:
+        self._power_down()
+        start = time.monotonic()
+        deadline = start + self.rig.spec.timeouts.boot
+        with self._failing_breaks():
+            snapshots.restore_snapshot(key, deadline)
+            self.image, self.config, self.device_type_source = (
+                saved.image,
+                saved.config,
+                saved.device_type_source,
+            )
+            self._pin.key = saved.host_key
+            self._ssh_broken = None
+            self.state = State.FLASHED
+            self._attach_console(deadline, start)
+            assert self.console is not None
+            self.console.sendline()  # the restored shell (or getty) answers with its prompt
+            self._await_login("a snapshot restore", start, restored=True)
+        with self._failing_breaks(ssh_only=True):
+            self._connect_ssh()
+        self._set_clock()
+        self.restores.append(time.monotonic() - start)
+        log.info("%s: restored from snapshot %s in %.1f s", self.rig.name, key[:12], self.restores[-1])
+
+    def _set_clock(self) -> None:
+        """A restored DUT's clock reads the time of the save: set it to now, on a whole second."""
+        now = time.time()
+        time.sleep(math.ceil(now) - now)
+        self.run(self.profile.time.set_command.render(epoch=str(math.ceil(now)))).check()
+
     @contextlib.contextmanager
     def _failing_breaks(self, *, ssh_only: bool = False) -> Iterator[None]:
         """A failure inside marks the DUT (or only its SSH) broken; a board that died says so instead."""
@@ -214,8 +306,11 @@ class Dut:
             )
         self.console = console
 
-    def _await_login(self, after: str, start: float, timeout: float | None = None) -> None:
-        """Wait for the console's login and log in where the profile says how."""
+    def _await_login(
+        self, after: str, start: float, timeout: float | None = None, *, restored: bool = False
+    ) -> None:
+        """Wait for the console's login and log in where the profile says how (a boot's phases are
+        recorded; a snapshot restore is no boot)."""
         assert self.console is not None
         timeout = timeout or self.rig.spec.timeouts.boot
         remaining = max(1.0, start + timeout - time.monotonic())
@@ -249,6 +344,9 @@ class Dut:
                 f"the console of {self.rig.name} refused the login as {login.user!r} (OS profile "
                 f"{self.profile.name!r}): wrong user or password? check {source}\n{evidence}"
             ) from None
+        self.state = State.BOOTED
+        if restored:
+            return
         self.boot_seconds = time.monotonic() - start
         since, begun = self._boot_began
         ended = time.monotonic() - self.console.started
@@ -262,7 +360,6 @@ class Dut:
                 ended=ended,
             )
         )
-        self.state = State.BOOTED
         if self.image is not None:
             self._booted_images.add(self.image)
         log.info("%s: console login %.1f s after %s", self.rig.name, self.boot_seconds, after)

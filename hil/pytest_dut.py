@@ -95,8 +95,9 @@ def hil_dut(
         dut.close()
 
 
-def _booted(dut: Dut, target: State, hil_suite_property: Callable[[str, object], None]) -> Dut:
-    dut.transition(target)
+def _booted(dut: Dut, target: State | None, hil_suite_property: Callable[[str, object], None]) -> Dut:
+    if target is not None:
+        dut.transition(target)
     if dut.os_version:
         hil_suite_property("hil.os_version", dut.os_version)
     return dut
@@ -122,9 +123,10 @@ def fresh_dut(
     dut_image: Path,
     hil_suite_property: Callable[[str, object], None],
 ) -> Dut:
-    """The DUT reflashed with the image under test and booted: for tests that change the device."""
-    hil_dut.flash(dut_image, device_type=pytestconfig.stash[RUN].device_type)
-    return _booted(hil_dut, State.READY, hil_suite_property)
+    """The DUT reflashed with the image under test and booted: for tests that change the device (on boards
+    that keep snapshots, restored to the state its first such boot reached; see Dut.fresh)."""
+    hil_dut.fresh(dut_image, device_type=pytestconfig.stash[RUN].device_type)
+    return _booted(hil_dut, None, hil_suite_property)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +135,8 @@ def reflash_dut(pytestconfig: pytest.Config, hil_dut: Dut, dut_image: Path) -> I
 
     `reflash_dut(config=None, *, image=None, before_boot=None, boot=True)`: `config` is merged into the
     profile's config.json, `image` replaces the image under test, `before_boot(dut)` runs powered off
-    (e.g. to start the RTC years back), and `boot=False` leaves the DUT flashed, powered off.
+    (e.g. to start the RTC years back), and `boot=False` leaves the DUT flashed, powered off. Without
+    `before_boot`, a board that keeps snapshots restores a DUT it booted this way before (Dut.fresh).
     """
     device_type = pytestconfig.stash[RUN].device_type
     used = False
@@ -147,6 +150,8 @@ def reflash_dut(pytestconfig: pytest.Config, hil_dut: Dut, dut_image: Path) -> I
     ) -> Dut:
         nonlocal used
         used = True
+        if boot and before_boot is None:
+            return hil_dut.fresh(image or dut_image, config, device_type=device_type)
         hil_dut.flash(image or dut_image, config, device_type=device_type)
         if before_boot is not None:
             before_boot(hil_dut)

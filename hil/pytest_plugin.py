@@ -39,7 +39,7 @@ pytest_plugins = ["hil.pytest_dut", "hil.services.fixtures", "hil.pytest_evidenc
 
 log = logging.getLogger("hil.plugin")
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
-_BOOTS_BEFORE = pytest.StashKey[int]()
+_BOOTS_BEFORE = pytest.StashKey[tuple[int, int]]()
 
 
 def _skip(error: Unsupported) -> BaseException:
@@ -202,17 +202,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[Any]:
     """Note how many boots the DUT had made before the test (its setup may boot it)."""
     dut = item.config.stash[RUN].dut
-    item.stash[_BOOTS_BEFORE] = len(dut.boots) if dut is not None else 0
+    item.stash[_BOOTS_BEFORE] = (len(dut.boots), len(dut.restores)) if dut is not None else (0, 0)
     return (yield)
 
 
 def _record_boot_phases(item: pytest.Item) -> None:
-    """The test's boots as JUnit properties: the first's `hil.boot_phase.NAME`, all in `hil.boots`."""
+    """The test's boots as JUnit properties: the first's `hil.boot_phase.NAME`, all in `hil.boots`; its
+    snapshot restores (seconds each) in `hil.restores`."""
     dut = item.config.stash[RUN].dut
-    boots = dut.boots[item.stash.get(_BOOTS_BEFORE, 0) :] if dut is not None else []
+    if dut is None:
+        return
+    boots_before, restores_before = item.stash.get(_BOOTS_BEFORE, (0, 0))
+    boots, restores = dut.boots[boots_before:], dut.restores[restores_before:]
     if boots:
         item.user_properties += [(f"hil.boot_phase.{name}", f"{s:.3f}") for name, s in boots[0].items()]
         item.user_properties.append(("hil.boots", json.dumps(boots)))
+    if restores:
+        item.user_properties.append(("hil.restores", json.dumps([round(s, 3) for s in restores])))
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)

@@ -9,11 +9,17 @@ from pathlib import Path
 import pytest
 
 from hil.drivers.qemu import QemuBoard
+from hil.dut import Dut
 from hil.provision import open_dut
 from hil.rig import load_rig
+from hil.services.probes import read_clock
 from tests.e2e import reference_disk
 
 pytestmark = [pytest.mark.qemu]
+
+
+def _kernels_started(dut: Dut) -> int:
+    return len(re.findall(r"Linux version", dut.transcript.read_text(errors="replace")))
 
 
 def test_a_guest_reboot_restarts_qemu_with_its_disk_rtc_and_console(tmp_path: Path) -> None:
@@ -34,8 +40,7 @@ def test_a_guest_reboot_restarts_qemu_with_its_disk_rtc_and_console(tmp_path: Pa
         assert "2036" in rtc, f"the RTC did not carry over the restart: {rtc!r}"
         uptime = float(dut.run("cut -d' ' -f1 /proc/uptime").check().output)
         assert uptime < 120, f"uptime {uptime} s: the DUT did not really reboot"
-        transcript = dut.transcript.read_text(errors="replace")
-        assert len(re.findall(r"Linux version", transcript)) == 2, "the console missed one of the two boots"
+        assert _kernels_started(dut) == 2, "the console missed one of the two boots"
 
         assert dut.console is not None
         dut.console.sendline("poweroff")
@@ -47,3 +52,28 @@ def test_a_guest_reboot_restarts_qemu_with_its_disk_rtc_and_console(tmp_path: Pa
     finally:
         dut.close()
     assert not board.is_on
+
+
+def test_a_fresh_dut_restored_from_a_snapshot_is_the_freshly_booted_dut_again(tmp_path: Path) -> None:
+    dut = open_dut(load_rig("qemu-x86_64"), tmp_path / "art")
+    try:
+        dut.fresh(reference_disk())
+        assert len(dut.boots) == 1 and dut.restores == []
+        host_key = dut._pin.key
+        # The test changes the device: a file, and its clock a day behind.
+        dut.run("echo dirty >/mnt/data/m && sync && date -u -s @$(($(date +%s) - 86400))").check()
+
+        dut.fresh(reference_disk())
+        assert len(dut.boots) == 1 and len(dut.restores) == 1, "the second fresh DUT booted instead"
+        assert _kernels_started(dut) == 1, "the restore booted a kernel"
+        assert not dut.run("test -e /mnt/data/m").ok, "the restore kept what the last test wrote"
+        assert dut._pin.key == host_key
+        clock = read_clock(dut)
+        assert clock.within(1.0), f"the restored clock is {clock.offset:+.2f} s off the host's"
+        assert dut.console_run("echo console-ok").check().output.strip() == "console-ok"
+
+        dut.reboot()  # a restored DUT boots for real when asked to
+        assert len(dut.boots) == 2 and _kernels_started(dut) == 2
+    finally:
+        dut.close()
+    assert not dut.board.is_on

@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from hil.capabilities import HostedNetwork, LinkControl, NetworkCapture, RtcControl
+from hil.capabilities import BootSnapshots, HostedNetwork, LinkControl, NetworkCapture, RtcControl
 from hil.drivers.accel import Accel, pick_accel
+from hil.drivers.qemu_disks import DiskSet, DiskSets
 from hil.drivers.qemu_rtc import RtcClock
 from hil.drivers.qmp import QmpLink
 from hil.drivers.socket_console import UnixSocketTransport
@@ -37,7 +38,7 @@ log = logging.getLogger("hil.qemu")
 
 CONFIG_FW_CFG = "opt/io.hil/config.json"
 SLIRP_HOST = "10.0.2.2"  # where QEMU user networking puts the host, as the guest sees it
-VARS_FILE = "efivars.fd"
+SNAPSHOT = "hil-booted"  # the name of the one snapshot a disk set holds
 # A reset pauses the machine instead of resetting it in place (hil then starts a new process), and so
 # does a guest power-off (hil then ends the process, as QEMU would have).
 RESET_AS_RESTART = ("-action", "reboot=shutdown,shutdown=pause")
@@ -63,7 +64,7 @@ def preflight(spec: QemuSpec) -> None:
 class QemuBoard:
     """One QEMU virtual board; `workdir` holds its temporary disks, `artifacts` its logs."""
 
-    provides = (LinkControl, NetworkCapture, RtcControl, HostedNetwork)
+    provides = (LinkControl, NetworkCapture, RtcControl, HostedNetwork, BootSnapshots)
 
     def __init__(
         self, name: str, spec: QemuSpec, workdir: Path, artifacts: Path, ssh_guest_port: int,
@@ -81,8 +82,8 @@ class QemuBoard:
         self.qemu_version = ""
         self.serial = serial
         self.pty_path: Path | None = None
-        self._disk: tuple[Path, str] | None = None  # (file, format) the board boots from; None: no disk
-        self._config: Path | None = None
+        self._disks = DiskSets(workdir, self.arch.firmware[1])
+        self._loadvm: str | None = None  # the snapshot the next process starts from
         self._proc: subprocess.Popen[bytes] | None = None
         self._qmp: QmpLink | None = None
         self._expected_exit = False
@@ -134,8 +135,8 @@ class QemuBoard:
             raise QemuError(f"board {self.name} is powered; power it off before flashing")
         qemu_img = tool("qemu-img", "qemu-utils")
         base = materialize(image)  # the cached raw image; the overlay never changes it
-        overlay = self.workdir / "disk.qcow2"
-        overlay.unlink(missing_ok=True)
+        root = self._disks.new_root()
+        overlay = root / "disk.qcow2"
         out = subprocess.run(
             [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base.resolve()), str(overlay)],
             capture_output=True,
@@ -145,21 +146,46 @@ class QemuBoard:
         if out.returncode != 0:
             raise QemuError(f"qemu-img could not create an overlay on {image}: {out.stderr.strip()}")
         self.rtc_base = None
-        config_file = self.workdir / "config.json"
+        config_file = root / "config.json"
         config_file.write_text(json.dumps(config, indent=2))
-        self.attach_disk(overlay, "qcow2", config_file)
+        self._disks.attach(DiskSet(root, overlay, "qcow2", config_file))
         log.info("%s: flashed %s (overlay %s)", self.name, image, overlay)
 
-    def attach_disk(self, disk: Path | None, fmt: str = "raw", config: Path | None = None) -> None:
-        """Boot from `disk` (None: no disk) with fresh firmware settings; `config` goes in by fw_cfg."""
+    def attach_disk(self, disk: Path | None, fmt: str = "raw") -> None:
+        """Boot from `disk` (None: no disk) with fresh firmware settings."""
         if self.is_on:
             raise QemuError(f"board {self.name} is powered; its disk cannot change under it")
-        shutil.copyfile(self.arch.firmware[1], self.workdir / VARS_FILE)
-        self._disk = (disk, fmt) if disk else None
-        self._config = config
+        self._disks.attach(DiskSet(self._disks.new_root(), disk, fmt, None))
+
+    def save_snapshot(self, key: str) -> None:
+        """Save the running machine (memory, devices, disk) as `key`, to start from it again later."""
+        out = self.qmp("human-monitor-command", {"command-line": f"savevm {SNAPSHOT}"}, timeout=120)
+        if out.strip():  # HMP answers an empty string on success, the reason otherwise
+            raise QemuError(f"QEMU could not save a snapshot of {self.name}: {out.strip()}")
+        self._disks.remember(key)
+        log.info("%s: saved snapshot %s", self.name, key[:12])
+
+    def has_snapshot(self, key: str) -> bool:
+        """Whether the board keeps a snapshot saved as `key`."""
+        return self._disks.recall(key) is not None
+
+    def restore_snapshot(self, key: str, deadline: float) -> None:
+        """Power off, then start a new process from the snapshot `key`: the machine as it was saved."""
+        disk_set = self._disks.recall(key)
+        if disk_set is None:
+            raise QemuError(f"board {self.name} keeps no snapshot {key[:12]}")
+        self.power_off()
+        self._disks.attach(disk_set)
+        self.rtc_base = None
+        self._loadvm = SNAPSHOT
+        try:
+            self.power_on(deadline)
+        finally:
+            self._loadvm = None
 
     def _command(self) -> list[str]:
-        spec = self.spec
+        spec, disks = self.spec, self._disks.current
+        assert disks is not None  # power_on checks
         return [
             tool(f"qemu-system-{spec.arch}", self.arch.qemu_package),
             "-name", f"hil-{self.name}", "-nodefaults", "-no-user-config", "-display", "none",
@@ -170,13 +196,14 @@ class QemuBoard:
             "-chardev", f"{self._serial_backend()},id=serial0,logfile={self.serial_log},logappend=on",
             "-serial", "chardev:serial0",
             "-drive", f"if=pflash,format=raw,readonly=on,file={self.arch.firmware[0]}",
-            "-drive", f"if=pflash,format=raw,file={self.workdir / VARS_FILE}",
-            *(["-drive", f"if=virtio,format={self._disk[1]},file={self._disk[0]}"] if self._disk else []),
+            "-drive", f"if=pflash,format=qcow2,file={disks.vars}",
+            *(["-drive", f"if=virtio,format={disks.fmt},file={disks.disk}"] if disks.disk else []),
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:{self.ssh_guest_port}",
             "-device", "virtio-net-pci,netdev=net0,id=nic0",
-            *(["-fw_cfg", f"name={CONFIG_FW_CFG},file={self._config}"] if self._config else []),
+            *(["-fw_cfg", f"name={CONFIG_FW_CFG},file={disks.config}"] if disks.config else []),
             "-rtc", f"base={self._rtc_start()}",
             *(RESET_AS_RESTART if self.restarts_on_reset else ()),
+            *(["-loadvm", self._loadvm] if self._loadvm else []),
         ]  # fmt: skip
 
     @property
@@ -197,7 +224,7 @@ class QemuBoard:
         with self._lock:
             if self.is_on:
                 return
-            if not (self.workdir / VARS_FILE).exists():
+            if self._disks.current is None:
                 raise QemuError(f"board {self.name} has no image; flash it first")
             self._rtc_carried = None
             if self._keeper is None and self.restarts_on_reset:
@@ -358,11 +385,11 @@ class QemuBoard:
             follow=follow if self.restarts_on_reset else None,
         )  # fmt: skip
 
-    def qmp(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+    def qmp(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10) -> Any:
         """Run a QMP command on the running board."""
         if not self.is_on or self._qmp is None:
             raise QemuError(self.exit_reason() or f"board {self.name} is powered off")
-        return self._qmp.execute(command, arguments)
+        return self._qmp.execute(command, arguments, timeout)
 
     def reset(self) -> None:
         """Press the reset button (a warm reset of the whole machine)."""

@@ -163,6 +163,9 @@ class Time(_Group):
     """The clock and how the time-sync suite reads it."""
 
     clock_command: Command = "date +%s.%N"
+    set_command: template("epoch") = Field(  # type: ignore[valid-type]
+        "date -u -s @{{epoch}} >/dev/null", description="sets the clock to {{epoch}} (a snapshot restore)"
+    )
     chronyc: Command = "chronyc"
     rig_ntp: RigServer | None = None
     set_pattern: Regex | None = Field(None, description="boot-log line: the clock has been set")
