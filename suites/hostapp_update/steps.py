@@ -1,0 +1,124 @@
+"""The steps and checks the hostapp-update suite's tests share: read the OS's update state, put and
+install a bundle, reboot into it within the OS profile's bounds, and judge where the DUT ended up."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from hil.dut import Dut
+from hil.errors import ConsoleTimeout
+from hil.result import CommandResult
+
+if TYPE_CHECKING:
+    from .conftest import UpdatePlan
+
+
+@dataclass(frozen=True)
+class OsState:
+    """What the DUT reports about its host OS and update state."""
+
+    slot: str
+    version: str
+    boot_env: str
+    pending: str
+    rollbacks: frozenset[str]  # roles (altboot, health, health_failed) whose breadcrumb exists
+
+
+def output(dut: Dut, command: str) -> str:
+    """A command's output over SSH, stripped; a failing command fails the test."""
+    return dut.run(command).check().output.strip()
+
+
+def os_state(dut: Dut) -> OsState:
+    """Read slot, version, boot environment, pending flag and rollback breadcrumbs over SSH."""
+    profile, update = dut.profile, dut.profile.update
+    assert update is not None and profile.identity.version_command  # requires_os("ab-update")
+    names = " ".join(shlex.quote(name) for name in update.rollback_breadcrumbs.values())
+    present = set(
+        output(dut, f"cd {shlex.quote(update.state_dir)} && ls -1 {names} 2>/dev/null; true").split()
+    )
+    return OsState(
+        slot=output(dut, profile.boot.root_command),
+        version=output(dut, profile.identity.version_command),
+        boot_env=output(dut, update.boot_env_command),
+        pending=output(dut, update.pending_command),
+        rollbacks=frozenset(role for role, name in update.rollback_breadcrumbs.items() if name in present),
+    )
+
+
+def put_bundle(dut: Dut, bundle: Path) -> str:
+    """Copy a bundle to the DUT's data partition, synced so a power cut cannot take it; its remote path."""
+    remote = f"{dut.profile.update.data_dir}/{bundle.name}"
+    dut.put(bundle, remote)
+    dut.run("sync").check()
+    return remote
+
+
+def install(dut: Dut, remote: str) -> CommandResult:
+    """Run the OS's update command on a bundle already on the DUT."""
+    update = dut.profile.update
+    return dut.run(update.command.render(bundle=remote), timeout=update.bounds.write)
+
+
+def reboot_into(dut: Dut, after: str, bound: float, *, through_trial: bool = False) -> None:
+    """Reboot and log in again within `bound` s; `through_trial`: the first boot reboots by itself first."""
+    dut.request_reboot()
+    assert dut.console is not None
+    if through_trial:
+        limit, boot = dut.profile.update.bounds.reboot, dut.profile.boot
+        try:
+            dut.console.expect(boot.restart_pattern, limit)
+        except ConsoleTimeout:
+            pytest.fail(f"the DUT did not restart within {limit:.0f} s of `{boot.reboot_command}`; "
+                        f"last console lines:\n{dut.console.tail(10)}", pytrace=False)  # fmt: skip
+    dut.wait_for_reboot(after, timeout=bound)
+
+
+def update(dut: Dut, remote: str, after: str = "reboot into the update") -> None:
+    """Install a bundle already on the DUT, reboot into it, and wait until the OS has judged it."""
+    install(dut, remote).check()
+    update = dut.profile.update
+    reboot_into(dut, after, update.bounds.reboot)
+    limit = update.bounds.commit
+    deadline = time.monotonic() + limit
+    while output(dut, update.pending_command) != "0":
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"the update was neither committed nor rolled back within {limit:.0f} s after {after}"
+            )
+        time.sleep(1)
+
+
+def assert_healthy(dut: Dut) -> None:
+    """The profile's definition of healthy: each of its services runs."""
+    services = dut.profile.services
+    for role, service in services.roles.items():
+        assert dut.run(services.check.render(name=service)).ok, f"{role} service {service} is not running"
+
+
+def assert_back_on(dut: Dut, before: OsState, rollback: str) -> None:
+    """The DUT runs the OS it ran before the update, and the rollback's breadcrumb says why."""
+    after = os_state(dut)
+    assert (after.slot, after.version) == (before.slot, before.version)
+    assert after.pending == "0", f"an update is still pending after the {rollback} rollback"
+    assert rollback in after.rollbacks, f"no {dut.profile.update.rollback_breadcrumbs[rollback]} breadcrumb"
+    assert_healthy(dut)
+
+
+def assert_updated(dut: Dut, before: OsState, plan: UpdatePlan) -> None:
+    """The DUT runs the target OS from the other root, committed, with no rollback breadcrumb."""
+    after = os_state(dut)
+    assert after.slot != before.slot, f"still on root {before.slot} after the update"
+    if plan.target_version:
+        assert after.version == plan.target_version
+    assert after.pending == "0", "the update was not committed"
+    assert after.rollbacks == frozenset(), (
+        f"rollback breadcrumbs after a good update: {sorted(after.rollbacks)}"
+    )
+    assert_healthy(dut)

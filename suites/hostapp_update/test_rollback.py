@@ -1,0 +1,59 @@
+"""Hostapp-update suite, updates that roll back: an update whose health check fails, one whose root
+never boots and one whose kernel panics each bring the old OS back by themselves (the health check, or
+the bootloader counting the tries), leaving the breadcrumb that says why; after a rollback the next good
+update still lands. Every test starts from the freshly flashed base image; every wait is bounded by the
+OS profile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hil.dut import Dut
+
+from .conftest import UpdatePlan
+from .steps import assert_back_on, assert_updated, install, os_state, put_bundle, reboot_into, update
+
+pytestmark = [pytest.mark.slow, pytest.mark.requires_os("ab-update")]
+
+
+def test_update_whose_health_check_fails_rolls_back(
+    fresh_dut: Dut, variant_bundle: Callable[[str], Path]
+) -> None:
+    bundle = variant_bundle("broken-health")
+    dut = fresh_dut
+    before = os_state(dut)
+    install(dut, put_bundle(dut, bundle)).check()
+    # The trial boot comes up, fails its health check and reboots into the old root by itself.
+    reboot_into(dut, "rollback-health reboot", dut.profile.update.bounds.rollback_health, through_trial=True)
+    assert_back_on(dut, before, "health")
+    assert "altboot" not in os_state(dut).rollbacks
+
+
+def test_update_that_never_boots_rolls_back_and_a_good_update_then_lands(
+    fresh_dut: Dut, update_plan: UpdatePlan, variant_bundle: Callable[[str], Path]
+) -> None:
+    bundle = variant_bundle("broken-init")
+    dut = fresh_dut
+    before = os_state(dut)
+    install(dut, put_bundle(dut, bundle)).check()
+    # Each try of the new root panics and resets (no orderly restart line) until the bootloader gives up.
+    reboot_into(dut, "rollback-altboot reboot", dut.profile.update.bounds.rollback_altboot)
+    assert_back_on(dut, before, "altboot")
+    # The device is not stuck: the next update lands, and its breadcrumbs describe that update only.
+    update(dut, put_bundle(dut, update_plan.bundle), "reboot into a good update after the rollback")
+    assert_updated(dut, before, update_plan)
+
+
+def test_update_whose_kernel_panics_rolls_back(fresh_dut: Dut, variant_bundle: Callable[[str], Path]) -> None:
+    # The kernel travels with the root: this update's kernel panics before any of its userspace runs, so
+    # only the bootloader, counting the tries, can bring the old root (and its kernel) back.
+    bundle = variant_bundle("broken-kernel")
+    dut = fresh_dut
+    before = os_state(dut)
+    install(dut, put_bundle(dut, bundle)).check()
+    reboot_into(dut, "rollback-altboot reboot", dut.profile.update.bounds.rollback_altboot)
+    assert_back_on(dut, before, "altboot")
+    assert "health" not in os_state(dut).rollbacks
