@@ -8,7 +8,7 @@ tests' time (commands, update writes, reboots' waits and bounds on the DUT), and
 printed beside each round, since a shared machine inflates wall times; compare rounds of one invocation,
 not figures from different days.
 
-    .venv/bin/python bench/run.py [--rounds 3] [--suite boot ...] [-- extra pytest args]
+    .venv/bin/python bench/run.py [--rounds 3] [--boards auto] [--suite boot ...] [-- extra pytest args]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,7 @@ class Round:
 
     wall: float
     load: str
+    boards: int = 1
     suites: dict[str, float] = field(default_factory=dict)
     split: dict[str, float] = field(default_factory=dict)
     boots: int = 0
@@ -45,9 +47,9 @@ class Round:
     failed: list[str] = field(default_factory=list)
 
 
-def run_round(artifacts: Path, suites: list[str], extra: list[str]) -> Round:
+def run_round(artifacts: Path, suites: list[str], extra: list[str], boards: str = "auto") -> Round:
     """One `hil run` into `artifacts`, timed."""
-    command = [str(HIL), "run", "--no-gate", "--artifacts", str(artifacts)]
+    command = [str(HIL), "run", "--no-gate", "--boards", boards, "--artifacts", str(artifacts)]
     command += [arg for suite in suites for arg in ("--suite", suite)]
     command += ["--", *extra] if extra else []
     load = _load()
@@ -55,16 +57,22 @@ def run_round(artifacts: Path, suites: list[str], extra: list[str]) -> Round:
     with (artifacts.parent / f"{artifacts.name}.out").open("w") as out:
         subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
     wall = time.monotonic() - start
-    return read_junit(artifacts / "junit.xml", wall, f"{load} -> {_load()}")
+    output = (artifacts.parent / f"{artifacts.name}.out").read_text(errors="replace")
+    said = re.search(r"^hil: (\d+) boards? at once", output, re.MULTILINE)
+    return read_junit(artifacts / "junit.xml", wall, f"{load} -> {_load()}", int(said[1]) if said else 1)
 
 
 def _load() -> str:
     return " ".join(f"{avg:.2f}" for avg in os.getloadavg())
 
 
-def read_junit(junit: Path, wall: float, load: str) -> Round:
-    """Split a run's wall time from its JUnit XML (test durations and the `hil.boots` property)."""
-    result = Round(wall, load)
+def read_junit(junit: Path, wall: float, load: str, boards: int = 1) -> Round:
+    """Split a run's wall time from its JUnit XML (test durations and the `hil.boots` property).
+
+    On several boards the split is of board-seconds; hil's overhead is the wall time the boards' test
+    time, shared out, does not cover.
+    """
+    result = Round(wall, load, boards)
     if not junit.exists():
         result.failed.append(f"no JUnit XML at {junit}")
         return result
@@ -88,22 +96,22 @@ def read_junit(junit: Path, wall: float, load: str) -> Round:
             result.restores += 1
             phases["snapshot restores"] += seconds
     phases["tests beyond boots"] = tested - sum(phases.values())
-    phases["hil overhead"] = wall - tested
+    phases["hil overhead"] = wall - tested / boards
     result.split = phases
     return result
 
 
 def report(rounds: list[Round]) -> str:
     """Medians per suite, in total, and of the split; every round's wall time and load average."""
-    lines = [f"round {i}: {r.wall:7.1f} s wall, {r.tests} tests, {r.boots} boots, {r.restores} restores, "
-             f"load {r.load}"
+    lines = [f"round {i}: {r.wall:7.1f} s wall, {r.boards} board(s), {r.tests} tests, {r.boots} boots, "
+             f"{r.restores} restores, load {r.load}"
              for i, r in enumerate(rounds, 1)]  # fmt: skip
     median = statistics.median
     lines.append("\nmedian seconds per suite (test durations):")
     for suite in sorted({s for r in rounds for s in r.suites}):
         lines.append(f"  {suite:<20} {median(r.suites.get(suite, 0.0) for r in rounds):7.1f}")
     lines.append(f"  {'total (wall)':<20} {median(r.wall for r in rounds):7.1f}")
-    lines.append("\nwhere the time goes (median seconds):")
+    lines.append("\nwhere the time goes (median seconds; board-seconds on several boards):")
     for part in SPLIT:
         lines.append(f"  {part:<20} {median(r.split.get(part, 0.0) for r in rounds):7.1f}")
     for i, r in enumerate(rounds, 1):
@@ -115,6 +123,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--suite", action="append", default=[], help="suite to run (repeatable)")
+    parser.add_argument("--boards", default="auto", help="hil run --boards: N or auto (the default)")
     parser.add_argument("--artifacts", type=Path, help="keep each round's artifacts here")
     parser.add_argument("extra", nargs="*", help="after --: extra pytest arguments")
     args = parser.parse_args()
@@ -122,7 +131,7 @@ def main() -> int:
     base.mkdir(parents=True, exist_ok=True)
     rounds = []
     for i in range(1, args.rounds + 1):
-        rounds.append(run_round(base / f"round-{i}", args.suite, args.extra))
+        rounds.append(run_round(base / f"round-{i}", args.suite, args.extra, args.boards))
         print(f"round {i}: {rounds[-1].wall:.1f} s (artifacts {base / f'round-{i}'})", flush=True)
     print(report(rounds))
     return 1 if any(r.failed for r in rounds) else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import xml.etree.ElementTree as ET
 from datetime import datetime
@@ -12,6 +13,7 @@ from pathlib import Path
 from hil.errors import HilError
 from hil.paths import project_dirs
 from hil.pool import POOL_PREFIX, require_healthy, rig_for
+from hil.rig import Rig
 
 log = logging.getLogger("hil.run")
 
@@ -27,8 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--rig", default="qemu-x86_64",
                      help="rig name or YAML, NAME#INSTANCE, pool:NAME (default: qemu-x86_64)")  # fmt: skip
-    run.add_argument("-n", "--boards", type=int, default=1, metavar="N",
-                     help="boards at once: pytest-xdist workers, each on its own rig")  # fmt: skip
+    run.add_argument("-n", "--boards", type=_boards, default="auto", metavar="N|auto",
+                     help="boards at once, each a rig instance under its own pytest-xdist worker, the "
+                          "suites' test files spread over them (default auto: on a QEMU rig one board per "
+                          "CPU core, at most its instances and the test files; else 1)")  # fmt: skip
     run.add_argument("--pool-wait", type=float, default=600.0, metavar="SECONDS",
                      help="how long to wait for a free rig (default: 600)")  # fmt: skip
     run.add_argument("--force", action="store_true",
@@ -60,6 +64,24 @@ def suite_paths(names: list[str] | None) -> list[Path]:
     return [available[n] for n in names]
 
 
+def _boards(value: str) -> int | None:
+    """--boards: a positive number, or auto (None)."""
+    if value == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: a number of boards (1 or more) or auto")
+    return int(value)
+
+
+def auto_boards(rig: Rig, test_files: int) -> int:
+    """Boards for --boards auto: a QEMU board keeps a CPU core busy while it computes (TCG), and the
+    suites are spread by test file, so one board per core, at most the rig's instances and the files."""
+    if rig.kind != "qemu":
+        return 1  # a physical rig is one board, and the twin stands for one
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, rig.spec.instances, test_files))
+
+
 def _run(args: argparse.Namespace) -> int:
     import pytest
 
@@ -78,8 +100,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"hil: rig {rig.name} ({rig.kind}, {rig.device_type}); image {image}", file=sys.stderr)
     print(f"hil: suites {', '.join(p.name for p in suites)}; artifacts {artifacts}", file=sys.stderr)
     extra = [a for a in args.pytest_args if a != "--"]
-    if args.boards > 1:
-        extra += ["-n", str(args.boards)]
+    boards = args.boards or auto_boards(rig, sum(len(list(p.glob("test_*.py"))) for p in suites))
+    if boards > 1:  # a module's tests share its fixtures: they stay on one board
+        extra += ["-n", str(boards), "--dist", "loadfile"]
+    print(f"hil: {boards} board{'s' if boards > 1 else ''} at once", file=sys.stderr)
     if args.force:
         extra.append("--force-rig")
     if args.device_type:
