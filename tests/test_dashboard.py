@@ -4,30 +4,16 @@ run's files are the only files it shows, always as text. What a person sees is i
 from __future__ import annotations
 
 import json
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hil.errors import HilError
 from hil.web.app import create_app
-from tests.dashboard_server import serving
-from tests.fake_runs import GatedLab, gated_lab
-
-
-@pytest.fixture(scope="module")
-def lab() -> GatedLab:
-    return gated_lab(Path(tempfile.mkdtemp(prefix="hil-lab-")))
-
-
-@pytest.fixture(scope="module")
-def url(lab: GatedLab) -> Iterator[str]:
-    with serving(lab.lab.store) as base:
-        yield base
+from tests.fake_runs import GatedLab
 
 
 def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], str]:

@@ -18,8 +18,7 @@ import pytest
 
 from hil.runs.store import RunStore
 from tests.browser import CHROMIUM, Browser
-from tests.dashboard_server import serving
-from tests.fake_runs import ROOT, GatedLab, gated_lab
+from tests.fake_runs import ROOT, GatedLab
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium (scripts/setup installs it)"
@@ -28,17 +27,6 @@ pytestmark = pytest.mark.skipif(
 SHOTS = ROOT / "artifacts" / "browser-tests"
 # What Jenkins serves archived HTML reports under, unless an admin relaxes it.
 JENKINS_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'self';"
-
-
-@pytest.fixture(scope="module")
-def lab() -> GatedLab:
-    return gated_lab(Path(tempfile.mkdtemp(prefix="hil-lab-")))
-
-
-@pytest.fixture(scope="module")
-def url(lab: GatedLab) -> Iterator[str]:
-    with serving(lab.lab.store) as base:
-        yield base
 
 
 @pytest.fixture(scope="module")

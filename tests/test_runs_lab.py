@@ -6,25 +6,18 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from hil.runs.store import RunStore
-from tests.fake_runs import GatedLab, gated_lab
+from tests.fake_runs import GatedLab
 
 FLAKY = "test_smoke::test_time_sync_is_flaky_here"
 
 
-@pytest.fixture(scope="module")
-def gated() -> GatedLab:
-    # Short: the fake console is a Unix socket under the lab.
-    return gated_lab(Path(tempfile.mkdtemp(prefix="hil-lab-")))
-
-
-def test_a_session_records_its_facts_tests_reasons_boot_time_and_console_slices(gated: GatedLab) -> None:
-    run = RunStore(gated.lab.store).get(gated.failing)
+def test_a_session_records_its_facts_tests_reasons_boot_time_and_console_slices(lab: GatedLab) -> None:
+    run = RunStore(lab.lab.store).get(lab.failing)
     assert (run.rig, run.device_type, run.os_version, run.os_profile, run.exitstatus) == (
         "bench", "qemux86-64", "1.0", "generic", 1
     )  # fmt: skip
@@ -41,20 +34,20 @@ def test_a_session_records_its_facts_tests_reasons_boot_time_and_console_slices(
     assert Path(run.facts.allure).is_dir() and run.facts.transcripts == (transcript,)
 
 
-def test_hil_runs_list_and_show_read_the_runs_back(gated: GatedLab) -> None:
-    listing = gated.lab.hil("runs", "list")
+def test_hil_runs_list_and_show_read_the_runs_back(lab: GatedLab) -> None:
+    listing = lab.lab.hil("runs", "list")
     assert listing.returncode == 0
     lines = listing.stdout.splitlines()
-    assert lines[1].startswith(gated.failing) and lines[2].startswith(gated.passing)
-    shown = gated.lab.hil("runs", "show", gated.failing).stdout
+    assert lines[1].startswith(lab.failing) and lines[2].startswith(lab.passing)
+    shown = lab.lab.hil("runs", "show", lab.failing).stdout
     assert re.search(rf"{re.escape(FLAKY)}\s+failed\s+[0-9.]+\s+Failed: chrony did not sync", shown)
     assert "OS version 1.0, profile generic" in shown and "boot 1.25 s" in shown
-    missing = gated.lab.hil("runs", "show", "nosuchrun")
+    missing = lab.lab.hil("runs", "show", "nosuchrun")
     assert missing.returncode == 1 and "run nosuchrun is not recorded" in missing.stderr
 
 
-def test_the_gate_takes_recorded_runs_as_evidence_and_records_each_decision(gated: GatedLab) -> None:
-    show = gated.lab.hil("release", "show", gated.release).stdout
+def test_the_gate_takes_recorded_runs_as_evidence_and_records_each_decision(lab: GatedLab) -> None:
+    show = lab.lab.hil("release", "show", lab.release).stdout
     assert "status final" in show
     decisions = re.findall(r"decision \d+ \S+ by \S+: (.*)", show)
     assert decisions[0] == "finalized"
@@ -62,26 +55,26 @@ def test_the_gate_takes_recorded_runs_as_evidence_and_records_each_decision(gate
     assert "test_time_sync_is_flaky_here failed" in decisions[1]
 
 
-def test_the_gate_needs_some_evidence(gated: GatedLab) -> None:
-    result = gated.lab.hil("release", "gate", gated.release, "--policy", str(gated.lab.policy))
+def test_the_gate_needs_some_evidence(lab: GatedLab) -> None:
+    result = lab.lab.hil("release", "gate", lab.release, "--policy", str(lab.lab.policy))
     assert result.returncode == 1 and "give the evidence: --results DIR" in result.stderr
 
 
-def test_a_test_that_passed_and_failed_on_one_image_is_flaky(gated: GatedLab) -> None:
-    store = RunStore(gated.lab.store)
+def test_a_test_that_passed_and_failed_on_one_image_is_flaky(lab: GatedLab) -> None:
+    store = RunStore(lab.lab.store)
     flaky = store.flaky()
     assert [(t.suite, t.test, t.passed, t.failed) for t in flaky] == [("smoke", FLAKY, 1, 1)]
     history = store.history("smoke", FLAKY, "qemux86-64")
     assert [(r.run_id, t.outcome) for r, t in history] == [
-        (gated.failing, "failed"),
-        (gated.passing, "passed"),
+        (lab.failing, "failed"),
+        (lab.passing, "passed"),
     ]
 
 
 def test_the_gate_summary_shows_every_test_and_the_boot_trend_in_one_self_contained_file(
-    gated: GatedLab,
+    lab: GatedLab,
 ) -> None:
-    page = (gated.reports[1] / "summary.html").read_text()
+    page = (lab.reports[1] / "summary.html").read_text()
     rows = re.findall(
         r"<tr[^>]*>(<td>qemux86-64</td><td>smoke</td><td>" + re.escape(FLAKY) + r".*?)</tr>", page
     )
