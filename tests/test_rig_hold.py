@@ -50,8 +50,8 @@ USE_UNTIL_STOPPED = (
     ADOPT
     + """
 import time
-print("pid", os.getpid(), flush=True)
-try:
+try:  # the pid is printed inside: the test stops the hold once it has read it
+    print("pid", os.getpid(), flush=True)
     time.sleep(60)
 except KeyboardInterrupt:
     print("stopped", flush=True)
