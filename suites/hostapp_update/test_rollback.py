@@ -14,7 +14,7 @@ import pytest
 from hil.dut import Dut
 
 from .conftest import UpdatePlan
-from .steps import assert_back_on, assert_updated, install, os_state, put_bundle, reboot_into, update
+from .steps import OsState, assert_back_on, assert_updated, install, os_state, put_bundle, reboot_into, update
 
 pytestmark = [pytest.mark.slow, pytest.mark.requires_os("ab-update")]
 
@@ -32,16 +32,22 @@ def test_update_whose_health_check_fails_rolls_back(
     assert "altboot" not in os_state(dut).rollbacks
 
 
+def rolled_back_by_the_bootloader(dut: Dut, bundle: Path) -> OsState:
+    """Install `bundle`, whose every try fails before its userspace can judge it, and see the bootloader,
+    counting the tries, bring the old OS back; the state from before the update."""
+    before = os_state(dut)
+    install(dut, put_bundle(dut, bundle)).check()
+    # Each try panics and resets (no orderly restart line) until the bootloader gives up.
+    reboot_into(dut, "rollback-altboot reboot", dut.profile.update.bounds.rollback_altboot)
+    assert_back_on(dut, before, "altboot")
+    return before
+
+
 def test_update_that_never_boots_rolls_back_and_a_good_update_then_lands(
     fresh_dut: Dut, update_plan: UpdatePlan, variant_bundle: Callable[[str], Path]
 ) -> None:
-    bundle = variant_bundle("broken-init")
     dut = fresh_dut
-    before = os_state(dut)
-    install(dut, put_bundle(dut, bundle)).check()
-    # Each try of the new root panics and resets (no orderly restart line) until the bootloader gives up.
-    reboot_into(dut, "rollback-altboot reboot", dut.profile.update.bounds.rollback_altboot)
-    assert_back_on(dut, before, "altboot")
+    before = rolled_back_by_the_bootloader(dut, variant_bundle("broken-init"))
     # The device is not stuck: the next update lands, and its breadcrumbs describe that update only.
     update(dut, put_bundle(dut, update_plan.bundle), "reboot into a good update after the rollback")
     assert_updated(dut, before, update_plan)
@@ -50,10 +56,5 @@ def test_update_that_never_boots_rolls_back_and_a_good_update_then_lands(
 def test_update_whose_kernel_panics_rolls_back(fresh_dut: Dut, variant_bundle: Callable[[str], Path]) -> None:
     # The kernel travels with the root: this update's kernel panics before any of its userspace runs, so
     # only the bootloader, counting the tries, can bring the old root (and its kernel) back.
-    bundle = variant_bundle("broken-kernel")
-    dut = fresh_dut
-    before = os_state(dut)
-    install(dut, put_bundle(dut, bundle)).check()
-    reboot_into(dut, "rollback-altboot reboot", dut.profile.update.bounds.rollback_altboot)
-    assert_back_on(dut, before, "altboot")
-    assert "health" not in os_state(dut).rollbacks
+    rolled_back_by_the_bootloader(fresh_dut, variant_bundle("broken-kernel"))
+    assert "health" not in os_state(fresh_dut).rollbacks
