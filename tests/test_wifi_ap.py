@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from hil.drivers.wifi_ap import WifiAccessPoint, hostapd_config, wpa_psk
-from hil.errors import RigConfigError, ToolMissing
+from hil.errors import HilError, RigConfigError, ToolMissing
 from hil.rig import WifiSpec, load_rig
 
 
@@ -99,6 +100,39 @@ def test_a_missing_hostapd_names_the_package(tmp_path: Path, monkeypatch: pytest
     ap = WifiAccessPoint(WifiSpec(interface="wlan1", ssid="x", psk="12345678"), tmp_path)
     with pytest.raises(ToolMissing, match=r"apt-get install hostapd"):
         ap.start()
+
+
+def _fake_hostapd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """A `hostapd` on PATH that runs `script` (sh) with the config file as $1."""
+    fake = tmp_path / "bin" / "hostapd"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+
+
+def test_the_ap_is_up_once_hostapd_says_so_and_gone_after_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_hostapd(tmp_path, monkeypatch, 'echo "wlan1: AP-ENABLED"; echo $$ >"$1.pid"; exec sleep 60')
+    ap = WifiAccessPoint(WifiSpec(interface="wlan1", ssid="hil", psk="12345678"), tmp_path)
+    ap.start(timeout=10)
+    pid = int((tmp_path / "hostapd.conf.pid").read_text())
+    assert Path(f"/proc/{pid}").exists()
+    ap.stop()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower():
+        assert time.monotonic() < deadline, "hostapd outlived stop()"
+        time.sleep(0.05)
+
+
+def test_a_hostapd_that_fails_is_named_with_its_last_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_hostapd(tmp_path, monkeypatch, 'echo "nl80211: Could not configure driver mode" >&2; exit 1')
+    ap = WifiAccessPoint(WifiSpec(interface="wlan1", ssid="hil", psk="12345678"), tmp_path)
+    with pytest.raises(HilError, match=r"wifi AP hil on wlan1 did not come up: .*Could not configure driver"):
+        ap.start(timeout=10)
 
 
 def test_a_short_passphrase_is_refused_with_its_line(tmp_path: Path) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 from hil.errors import HilError, ToolMissing
 from hil.rig import WifiSpec
+from hil.services.process import ServerProcess
 
 log = logging.getLogger("hil.wifi")
 
@@ -35,13 +34,14 @@ def wpa_psk(passphrase: str, ssid: str) -> str:
 
 
 class WifiAccessPoint:
-    """Starts hostapd for the rig's AP and stops it with the rig."""
+    """Starts hostapd for the rig's AP and stops it with the rig (or with hil, however hil ends: it is a
+    ServerProcess)."""
 
     def __init__(self, spec: WifiSpec, workdir: Path) -> None:
         self.spec = spec
         self.config = workdir / "hostapd.conf"
         self.log = workdir / "hostapd.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._server: ServerProcess | None = None
 
     def start(self, timeout: float = 15) -> None:
         """Bring the AP up; HilError with hostapd's last words when it does not come up."""
@@ -49,27 +49,20 @@ class WifiAccessPoint:
         if hostapd is None:
             raise ToolMissing("hostapd is not installed (apt-get install hostapd); the rig's wifi needs it")
         self.config.write_text(hostapd_config(self.spec))
-        with self.log.open("wb") as out:
-            self._proc = subprocess.Popen([hostapd, str(self.config)], stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log.read_text(errors="replace")
-            if "AP-ENABLED" in text:
-                log.info("wifi AP %s up on %s", self.spec.ssid, self.spec.interface)
-                return
-            if self._proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        self.stop()
-        tail = " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:])
-        raise HilError(f"wifi AP {self.spec.ssid} on {self.spec.interface} did not come up: {tail}")
+        self.log.write_bytes(b"")  # this start's words only: an earlier AP-ENABLED must not count
+        self._server = ServerProcess("hostapd", [hostapd, str(self.config)], self.log)
+        try:
+            self._server.start(lambda: "AP-ENABLED" in self.log.read_text(errors="replace"), timeout)
+        except HilError as exc:
+            where = f"{self.spec.ssid} on {self.spec.interface}"
+            raise HilError(f"wifi AP {where} did not come up: {exc}") from None
+        log.info("wifi AP %s up on %s", self.spec.ssid, self.spec.interface)
 
     def stop(self) -> None:
         """Take the AP down."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            self._proc.wait(5)
-        self._proc = None
+        if self._server is not None:
+            self._server.stop()
+        self._server = None
 
     def dut_config(self) -> dict[str, object]:
         """What the DUT's config.json needs to join this AP."""
