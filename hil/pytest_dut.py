@@ -74,7 +74,7 @@ def hil_dut(
     """The session's DUT, flashed once with the image under test; closed (powered off, disks removed)
     even on Ctrl-C."""
     run = pytestconfig.stash[RUN]
-    worker = worker_id()
+    worker = worker_id(pytestconfig)
     dut = open_dut(rig, hil_artifacts / (f"{rig.name}-{worker}" if worker else rig.name))
     run.dut = dut
     try:

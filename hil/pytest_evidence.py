@@ -14,5 +14,5 @@ from hil.pytest_xdist import suite_property_recorder, worker_id
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Record pytest's exit status before the JUnit writer (a later sessionfinish hook) writes the file."""
-    if worker_id() is None:  # under xdist the controller's status is the session's
+    if worker_id(session.config) is None:  # under xdist the controller's status is the session's
         suite_property_recorder(session.config)("hil.exitstatus", int(exitstatus))

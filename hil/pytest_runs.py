@@ -48,7 +48,7 @@ def _recording(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     """Open the store up front (a store that cannot take the run is a usage error, not a lost run), and
     make sure the session writes the JUnit file the record is made from."""
-    if not _recording(config) or worker_id() is not None:
+    if not _recording(config) or worker_id(config) is not None:
         return
     from hil.runs.store import RunStore
 

@@ -8,7 +8,6 @@ the controller instead, which writes them into the one JUnit file it produces.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,9 +18,13 @@ _PROPERTIES = "hil_suite_properties"
 _RUN = "hil_run"
 
 
-def worker_id() -> str | None:
-    """This process's xdist worker id (gw0, gw1, ...), or None outside xdist."""
-    return os.environ.get("PYTEST_XDIST_WORKER")
+def worker_id(config: pytest.Config) -> str | None:
+    """This session's xdist worker id (gw0, gw1, ...), or None outside xdist.
+
+    From the worker's own configuration, not PYTEST_XDIST_WORKER: that variable is inherited by every
+    process a worker starts, and a pytest started from inside a worker is a session of its own.
+    """
+    return getattr(config, "workerinput", {}).get("workerid")
 
 
 def from_controller(config: pytest.Config) -> dict[str, str]:

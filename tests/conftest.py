@@ -1,5 +1,4 @@
-"""What hil's own tests share: a pytest a test starts is a session of its own even under pytest-xdist, and
-the gated lab the run and dashboard tests read."""
+"""What hil's own tests share: the gated lab the run and dashboard tests read."""
 
 from __future__ import annotations
 
@@ -10,20 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests.fake_runs import GatedLab, gated_lab
-
-# What pytest-xdist sets in a worker's environment (xdist/remote.py), and so in every process it starts.
-_XDIST_WORKER_ENV = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _child_sessions_are_not_xdist_workers() -> Iterator[None]:
-    # A pytest started by a test under -n would inherit these and take itself for a worker: hil's plugin
-    # then leaves recording the run and its exit status to a controller that is not there. Session scope:
-    # module fixtures (the lab) start pytest sessions too, before any function fixture runs.
-    with pytest.MonkeyPatch.context() as env:
-        for name in _XDIST_WORKER_ENV:
-            env.delenv(name, raising=False)
-        yield
 
 
 @pytest.fixture(scope="module")
