@@ -221,6 +221,11 @@ def rig_for(arg: str) -> Rig:
     return _candidates(arg)[0][0]
 
 
+def lease_count(arg: str) -> int:
+    """Boards --rig ARG can lease at once: NAME its instances, NAME#I one, pool:NAME all its rigs'."""
+    return len(_candidates(arg))
+
+
 def require_healthy(rig: Rig) -> None:
     """Refuse (LeaseError naming the failed check and when) a rig whose last `hil rig check` failed."""
     last = health(rig.name)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from hil.commands.run import auto_boards
 from hil.errors import LeaseError, RigConfigError
-from hil.pool import health, lease_names, lease_rig, load_pool, pools, record_health, rig_for
+from hil.pool import health, lease_count, lease_names, lease_rig, load_pool, pools, record_health, rig_for
 from hil.rig import load_rig
 
 HOLD = """
@@ -75,6 +76,16 @@ def test_the_shipped_pool_holds_the_shipped_qemu_rig() -> None:
 def test_a_virtual_rig_runs_four_boards_at_once_unless_its_file_says_otherwise(lab: Path) -> None:
     (lab / "vm.yaml").write_text("kind: qemu\ndevice_type: qemux86-64\n")
     assert lease_names(load_rig("vm")) == ["vm#0", "vm#1", "vm#2", "vm#3"]
+
+
+def test_hil_run_picks_no_more_boards_than_the_rig_argument_can_lease(lab: Path) -> None:
+    (lab / "vm.yaml").write_text("kind: qemu\ndevice_type: qemux86-64\npool: vms\n")
+    _rig(lab, "bench-1", "pool: vms\n")
+    assert [lease_count(arg) for arg in ("vm", "vm#2", "bench-1", "pool:vms")] == [4, 1, 1, 5]
+    vm, cores = load_rig("vm"), len(os.sched_getaffinity(0))
+    assert auto_boards(vm, lease_count("vm#2"), test_files=5) == 1
+    assert auto_boards(vm, lease_count("vm"), test_files=5) == min(cores, 4)
+    assert auto_boards(vm, lease_count("vm"), test_files=1) == 1
 
 
 def test_a_pool_that_names_an_unknown_rig_names_file_line_and_field(lab: Path) -> None:

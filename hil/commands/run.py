@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hil.errors import HilError
 from hil.paths import project_dirs
-from hil.pool import POOL_PREFIX, require_healthy, rig_for
+from hil.pool import POOL_PREFIX, lease_count, require_healthy, rig_for
 from hil.rig import Rig
 
 log = logging.getLogger("hil.run")
@@ -73,13 +73,14 @@ def _boards(value: str) -> int | None:
     return int(value)
 
 
-def auto_boards(rig: Rig, test_files: int) -> int:
+def auto_boards(rig: Rig, leases: int, test_files: int) -> int:
     """Boards for --boards auto: a QEMU board keeps a CPU core busy while it computes (TCG), and the
-    suites are spread by test file, so one board per core, at most the rig's instances and the files."""
+    suites are spread by test file, so one board per core, at most the boards --rig can lease (`leases`:
+    one for NAME#I) and the test files."""
     if rig.kind != "qemu":
         return 1  # a physical rig is one board, and the twin stands for one
     cores = len(os.sched_getaffinity(0))
-    return max(1, min(cores, rig.spec.instances, test_files))
+    return max(1, min(cores, leases, test_files))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -100,7 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"hil: rig {rig.name} ({rig.kind}, {rig.device_type}); image {image}", file=sys.stderr)
     print(f"hil: suites {', '.join(p.name for p in suites)}; artifacts {artifacts}", file=sys.stderr)
     extra = [a for a in args.pytest_args if a != "--"]
-    boards = args.boards or auto_boards(rig, sum(len(list(p.glob("test_*.py"))) for p in suites))
+    test_files = sum(len(list(p.glob("test_*.py"))) for p in suites)
+    boards = args.boards or auto_boards(rig, lease_count(args.rig), test_files)
     if boards > 1:  # a module's tests share its fixtures: they stay on one board
         extra += ["-n", str(boards), "--dist", "loadfile"]
     print(f"hil: {boards} board{'s' if boards > 1 else ''} at once", file=sys.stderr)
