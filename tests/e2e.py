@@ -52,6 +52,19 @@ def run_pytest(tmp: Path, *args: str, timeout: float = 900) -> subprocess.Comple
     )  # fmt: skip
 
 
+def run_suites(
+    tmp: Path, rig: str, image: Path, *suites: str, timeout: float = 900
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run `suites` on `rig` with `image` as a CI agent would (artifacts under tmp/art): the finished
+    process and its JUnit file."""
+    junit = tmp / "junit.xml"
+    out = run_pytest(
+        tmp, *suites, "--rig", rig, "--image", str(image), "--hil-artifacts", str(tmp / "art"),
+        f"--junitxml={junit}", timeout=timeout,
+    )  # fmt: skip
+    return out, junit
+
+
 def write_rig(tmp: Path, name: str, boot_timeout: float) -> Path:
     """A QEMU rig like the shipped one with a shorter boot timeout."""
     path = tmp / f"{name}.yaml"

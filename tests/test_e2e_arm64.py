@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hil.images.reference import build_reference
-from tests.e2e import leftover_disks, qemu_pids, run_pytest
+from tests.e2e import leftover_disks, qemu_pids, run_suites
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -17,11 +17,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 @pytest.mark.timeout(1800)
 def test_boot_suite_passes_on_the_arm64_board(tmp_path: Path) -> None:
     disk = build_reference("1.0.0", arch="aarch64", log=lambda line: None).disk
-    junit = tmp_path / "junit.xml"
-    out = run_pytest(
-        tmp_path, "suites/boot", "--rig", "qemu-arm64", "--image", str(disk),
-        "--hil-artifacts", str(tmp_path / "art"), f"--junitxml={junit}", timeout=1700,
-    )  # fmt: skip
+    out, junit = run_suites(tmp_path, "qemu-arm64", disk, "suites/boot", timeout=1700)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     root = ET.parse(junit).getroot()
     props = {p.get("name"): p.get("value") for p in root.iter("property")}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import leftover_disks, qemu_pids, reference_disk, run_pytest
+from tests.e2e import leftover_disks, qemu_pids, reference_disk, run_suites
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
@@ -29,11 +29,7 @@ EXPECTED_TESTS = {
 @pytest.mark.timeout(1800)
 def test_hostapp_update_suite_passes_on_the_reference_image(tmp_path: Path) -> None:
     disk = reference_disk()
-    junit = tmp_path / "junit.xml"
-    out = run_pytest(
-        tmp_path, "suites/hostapp_update", "--rig", "qemu-x86_64", "--image", str(disk),
-        "--hil-artifacts", str(tmp_path / "art"), f"--junitxml={junit}", timeout=1700,
-    )  # fmt: skip
+    out, junit = run_suites(tmp_path, "qemu-x86_64", disk, "suites/hostapp_update", timeout=1700)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     root = ET.parse(junit).getroot()
     cases = list(root.iter("testcase"))

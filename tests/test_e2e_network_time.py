@@ -10,18 +10,14 @@ import pytest
 
 from hil.images.reference import build_reference
 from hil.os import get_profile
-from tests.e2e import leftover_disks, qemu_pids, reference_disk, run_pytest, write_rig
+from tests.e2e import leftover_disks, qemu_pids, reference_disk, run_suites, write_rig
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
 
 def _run_suites(tmp_path: Path, image: Path, *suites: str, timeout: float) -> tuple[str, int, Path]:
-    junit = tmp_path / "junit.xml"
     rig = write_rig(tmp_path, "qemu-net-time", boot_timeout=180)  # its own lease: no wait for other e2e runs
-    out = run_pytest(
-        tmp_path, *suites, "--rig", str(rig), "--image", str(image), "--hil-artifacts", str(tmp_path / "art"),
-        f"--junitxml={junit}", timeout=timeout,
-    )  # fmt: skip
+    out, junit = run_suites(tmp_path, str(rig), image, *suites, timeout=timeout)
     assert qemu_pids(tmp_path) == []
     assert leftover_disks(tmp_path) == []
     return out.stdout + out.stderr, out.returncode, junit
