@@ -92,7 +92,8 @@ class QemuBoard:
         self._restarted = threading.Condition(self._lock)
         self._restarting = False
         self._generation = 0  # QEMU processes started since power-on, restarts included
-        self._retired: set[int] = set()  # pids of processes a restart ended
+        # Processes a restart ended (the objects, not pids: a later process may get a retired pid).
+        self._retired: set[subprocess.Popen[bytes]] = set()
         self._rtc: RtcClock | None = None
         self._rtc_carried: str | None = None  # the RTC a restarted process continues from
         self._shutdowns: queue.SimpleQueue[Shutdown | None] = queue.SimpleQueue()
@@ -289,7 +290,7 @@ class QemuBoard:
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         status = proc.wait()
-        if not self._expected_exit and self._died is None and proc.pid not in self._retired:
+        if not self._expected_exit and self._died is None and proc not in self._retired:
             self._died = self._describe_exit(status)
             log.warning("%s: %s", self.name, self._died)
 
@@ -326,7 +327,7 @@ class QemuBoard:
                 log.info("%s: %s: starting a fresh QEMU process on the same disk", self.name, reason)
                 assert self._rtc is not None
                 self._rtc_carried = self._rtc.base_now()
-                self._retired.add(proc.pid)
+                self._retired.add(proc)
                 self._end_process(grace=5)
                 try:
                     self._launch(time.monotonic() + RESTART_WAIT)
@@ -353,7 +354,7 @@ class QemuBoard:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(0.5)
             quiet = self._died is None and not self._expected_exit and not self._restarting
-            if proc.returncode is not None and quiet and proc.pid not in self._retired:
+            if proc.returncode is not None and quiet and proc not in self._retired:
                 self._died = self._describe_exit(proc.returncode)
         return self._died
 
