@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,8 @@ class UnixSocketTransport:
     """The client end of a Unix stream socket (QEMU `-chardev socket,path=...,server=on,wait=off`).
 
     `follow()`, asked when the other end closes, says whether a new server took over the same path (the
-    board restarted QEMU): the transport then reconnects and the stream goes on.
+    board restarted QEMU): the transport then reconnects and the stream goes on. Bytes written while the
+    board restarts are lost, as keystrokes sent to a real board during its reset are.
     """
 
     def __init__(
@@ -36,6 +38,7 @@ class UnixSocketTransport:
         self._closed = False
         self._closed_reason = closed_reason
         self._follow = follow
+        self._relinking = threading.Lock()  # the reader and a writer may both see the old socket fail
         self._sock = self._connect(connect_timeout, closed_reason)
 
     def _connect(self, timeout: float, closed_reason: Callable[[], str | None] | None) -> socket.socket:
@@ -69,17 +72,18 @@ class UnixSocketTransport:
         """Return the bytes available within `timeout` seconds (b"" when none); raise ConsoleClosed at EOF."""
         if self._closed:
             raise ConsoleClosed(f"console socket {self.path} was closed by hil")
+        sock = self._sock
         try:
-            readable, _, _ = select.select([self._sock], [], [], timeout)
+            readable, _, _ = select.select([sock], [], [], timeout)
             if not readable:
                 return b""
-            data = self._sock.recv(_READ_SIZE)
+            data = sock.recv(_READ_SIZE)
         except (OSError, ValueError) as exc:  # ValueError: closed under us by another thread
+            if self._relinked(sock):
+                return b""
             raise ConsoleClosed(f"console socket {self.path} failed: {exc}") from exc
         if not data:
-            if self._follow is not None and self._follow():
-                self._sock.close()
-                self._sock = self._connect(_RECONNECT_TIMEOUT, self._closed_reason)
+            if self._relinked(sock):
                 return b""
             raise ConsoleClosed(f"console socket {self.path} was closed by the other end")
         return data
@@ -88,10 +92,26 @@ class UnixSocketTransport:
         """Send bytes to the DUT; raise ConsoleClosed when the link is gone."""
         if self._closed:
             raise ConsoleClosed(f"console socket {self.path} was closed by hil")
+        sock = self._sock
         try:
-            self._sock.sendall(data)
+            sock.sendall(data)
         except OSError as exc:
+            if self._relinked(sock):
+                return  # sent across a restart: lost, as on a real line
             raise ConsoleClosed(f"console socket {self.path} failed: {exc}") from exc
+
+    def _relinked(self, failed: socket.socket) -> bool:
+        """After `failed` broke: whether the transport is now on a restarted board's socket."""
+        if self._follow is None or self._closed:
+            return False
+        with self._relinking:
+            if self._sock is not failed:
+                return True  # the other thread reconnected already
+            if not self._follow():
+                return False
+            failed.close()
+            self._sock = self._connect(_RECONNECT_TIMEOUT, self._closed_reason)
+            return True
 
     def close(self) -> None:
         """Release the socket; idempotent."""
