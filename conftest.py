@@ -8,4 +8,4 @@ pytest_plugins = ["pytester"]
 try:
     distribution("hil")
 except PackageNotFoundError:
-    pytest_plugins.append("hil.pytest_plugin")
+    pytest_plugins.append("hil.pytestplugin.hooks")

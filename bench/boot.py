@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from hil.drivers.qemu import QemuBoard
-from hil.dut import State
-from hil.provision import open_dut, resolve_image
-from hil.rig import load_rig
+from hil.drivers.qemu.board import QemuBoard
+from hil.dut.dut import State
+from hil.dut.provision import open_dut, resolve_image
+from hil.lab.rig import load_rig
 
 
 def raw_command(board: QemuBoard) -> list[str]:

@@ -27,7 +27,7 @@ from card import PacedCard
 
 from hil.drivers.flasher import flash
 from hil.drivers.progress import LogProgress
-from hil.paths import cache_dir
+from hil.util.paths import cache_dir
 
 MIB = 1 << 20
 

@@ -18,9 +18,9 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from hil.drivers.accel import pick_accel
-from hil.provision import resolve_image
-from hil.rig import load_rig
+from hil.drivers.qemu.accel import pick_accel
+from hil.dut.provision import resolve_image
+from hil.lab.rig import load_rig
 
 ROOT = Path(__file__).resolve().parent.parent
 RIG = "bench-parallel"

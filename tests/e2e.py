@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def reference_disk() -> Path:
     """The reference image (built once, then a cache hit)."""
-    from hil.images.reference import build_reference
+    from hil.images.builders.reference import build_reference
 
     return build_reference("1.0.0").disk
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFTEST = """
 import pytest
 
-from hil.boards import BOARD_KINDS, BoardKind
+from hil.dut.boards import BOARD_KINDS, BoardKind
 from tests.fakes.board import FakeBoard
 
 def _fake(rig, profile, artifacts):
@@ -125,7 +125,7 @@ class Lab:
     def hil(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         """A hil command in this lab."""
         return subprocess.run(
-            [sys.executable, "-m", "hil.cli", *args],
+            [sys.executable, "-m", "hil", *args],
             cwd=self.root,
             env=self.env(),
             capture_output=True,

@@ -10,8 +10,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from hil.release.catalog import Catalog
-from hil.release.results import local_test_id
 from hil.release.store import ReleaseImage
+from hil.results.read import local_test_id
 
 # What a complete, passing run on qemux86-64 looks like against the default gate.yaml.
 SUITES: dict[str, list[str]] = {

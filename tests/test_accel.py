@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.drivers.accel import pick_accel
+from hil.drivers.qemu.accel import pick_accel
 from hil.errors import QemuError
 
 

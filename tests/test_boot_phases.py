@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_console import Wire
 
-from hil.boot_phases import boot_phases
+from hil.dut.boot_phases import boot_phases
 from hil.os.model import Boot
 
 pytestmark = pytest.mark.timeout(60)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from hil.boards import BOARD_KINDS, rig_capabilities, rig_has
 from hil.capabilities import (
     CAPABILITIES,
     HostedNetwork,
@@ -17,8 +16,9 @@ from hil.capabilities import (
     declared,
     provided,
 )
-from hil.rig import load_rig
-from hil.rigcheck import _mux, _power, _serial
+from hil.dut.boards import BOARD_KINDS, rig_capabilities, rig_has
+from hil.dut.check import _mux, _power, _serial
+from hil.lab.rig import load_rig
 from tests.fakes.board import FakeBoard
 
 ROOT = Path(__file__).resolve().parent.parent

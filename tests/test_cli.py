@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def hil(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hil.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "hil", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=60)  # fmt: skip
 
 

@@ -15,11 +15,11 @@ from fakes.console_dut import SHELLS, FakeDut
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hil.console import Console
-from hil.console_text import TextCleaner, strip_kernel_lines
-from hil.drivers.socket_console import UnixSocketTransport
+from hil.console.engine import Console
+from hil.console.text import TextCleaner, strip_kernel_lines
+from hil.console.transcript import TranscriptWriter, raw_bytes, read_clean, records
+from hil.console.unix_socket import UnixSocketTransport
 from hil.errors import ConsoleClosed, ConsoleTimeout, HilError
-from hil.transcript import TranscriptWriter, raw_bytes, read_clean, records
 
 pytestmark = pytest.mark.timeout(120)
 

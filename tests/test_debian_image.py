@@ -14,17 +14,24 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from hil.cli import main
-from hil.console import Console
-from hil.drivers.qemu import QemuBoard
+from hil.commands.main import main
+from hil.console.engine import Console
+from hil.console.ssh import HostKeyPin, SshLink
+from hil.drivers.qemu.board import QemuBoard
 from hil.errors import HilError, ImageError, ToolMissing
-from hil.images import debian
-from hil.images.buildlog import BuildLog
-from hil.images.debian import DEFAULT_ROOT_PASSWORD, DebianImage, Recipe, build_debian, configure, recipe
-from hil.images.debs import Package
-from hil.rig import QemuSpec
-from hil.ssh import HostKeyPin, SshLink
-from hil.workdir import make_workdir
+from hil.images.builders import debian
+from hil.images.builders.buildlog import BuildLog
+from hil.images.builders.debian import (
+    DEFAULT_ROOT_PASSWORD,
+    DebianImage,
+    Recipe,
+    build_debian,
+    configure,
+    recipe,
+)
+from hil.images.builders.debs import Package
+from hil.lab.rig import QemuSpec
+from hil.util.workdir import make_workdir
 from tests.e2e import boards_root, leftover_disks, qemu_pids
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvWyJ7s8rW2cJbVpfs2Y4B9Vq3nX6w5RZ0m6b8h3Q5x test@host"

@@ -14,11 +14,11 @@ import usb.core
 import yaml
 
 from hil.commands import rig as rig_command
-from hil.discover import discover, render, usb_devices
 from hil.drivers.card import CardIdentity
 from hil.drivers.fake_sysfs import FakeBlockTree
 from hil.errors import HilError, ToolMissing
-from hil.rig import CardSpec, ConsoleSpec, MuxSpec
+from hil.lab.discover import discover, render, usb_devices
+from hil.lab.rig import CardSpec, ConsoleSpec, MuxSpec
 
 
 @dataclass
@@ -139,7 +139,7 @@ def test_a_usb_bus_the_host_may_not_read_is_one_line() -> None:
 def test_the_command_says_in_one_line_when_there_is_nothing_to_list(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], devices: list, line: str
 ) -> None:
-    monkeypatch.setattr("hil.discover.usb_devices", lambda: devices)
+    monkeypatch.setattr("hil.lab.discover.usb_devices", lambda: devices)
     assert rig_command._discover(None) == 0  # type: ignore[arg-type]
     [printed] = capsys.readouterr().out.splitlines()
     assert printed.startswith(line)

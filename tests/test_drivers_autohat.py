@@ -18,7 +18,7 @@ from hil.drivers.fake_sysfs import FakeBlockTree
 from hil.drivers.power import RelayPower
 from hil.drivers.sdmux import GpioSdMux
 from hil.errors import FlashError, ImageError
-from hil.pool import health, record_health
+from hil.lab.pool import health, record_health
 
 RIG = "bench-1"
 READER = CardIdentity(vendor_id="0424", product_id="4041", serial="000000264001")

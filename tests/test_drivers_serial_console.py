@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.drivers.serial_console import SerialTransport
+from hil.console.uart import SerialTransport
 from hil.errors import ConsoleClosed
 
 
@@ -135,7 +135,7 @@ def test_a_closed_console_refuses_reads(adapter: FakeAdapter) -> None:
 def test_a_console_on_a_dropped_adapter_keeps_one_transcript_with_the_gap_marked(
     adapter: FakeAdapter, tmp_path: Path
 ) -> None:
-    from hil.console import Console
+    from hil.console.engine import Console
 
     transport = SerialTransport(str(adapter.path), reconnect_timeout=10)
     console = Console(transport, tmp_path / "console.log", name="bench-1")

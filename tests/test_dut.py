@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from hil.capabilities import LinkControl
-from hil.dut import Dut, State
+from hil.dut.dut import Dut, State
 from hil.errors import BootTimeout, DutBroken, HilError, LoginRefused, SshError, Unsupported
-from hil.rig import load_rig
+from hil.lab.rig import load_rig
 from tests.disk_images import make_disk
 from tests.fakes.board import FakeBoard
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.images.reference import build_reference
+from hil.images.builders.reference import build_reference
 from tests.e2e import leftover_disks, qemu_pids, run_suites
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.image import partitions
+from hil.images.read import partitions
 from tests.e2e import ROOT, leftover_disks, pytest_env, qemu_pids, reference_disk, run_pytest, write_rig
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]

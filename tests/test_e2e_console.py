@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hil.dut import State
-from hil.provision import open_dut
-from hil.rig import load_rig
+from hil.dut.dut import State
+from hil.dut.provision import open_dut
+from hil.lab.rig import load_rig
 from tests.e2e import reference_disk
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]

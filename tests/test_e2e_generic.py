@@ -15,7 +15,7 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from hil.images.debian import build_debian
+from hil.images.builders.debian import build_debian
 from tests.e2e import leftover_disks, qemu_pids, run_pytest
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]

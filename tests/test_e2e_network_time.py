@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.images.reference import build_reference
+from hil.images.builders.reference import build_reference
 from hil.os import get_profile
 from tests.e2e import leftover_disks, qemu_pids, reference_disk, run_suites, write_rig
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.release.results import read_results
+from hil.results.read import read_results
 from tests.e2e import ROOT, leftover_disks, pytest_env, qemu_pids, reference_disk
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from hil.drivers.qemu import QemuBoard
+from hil.drivers.qemu.board import QemuBoard
 from hil.dut import Dut
-from hil.provision import open_dut
-from hil.rig import load_rig
-from hil.services.probes import read_clock
+from hil.dut.provision import open_dut
+from hil.lab.rig import load_rig
+from hil.probes.queries import read_clock
 from tests.e2e import reference_disk
 
 pytestmark = [pytest.mark.qemu]

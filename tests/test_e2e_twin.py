@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.paths import cache_dir
+from hil.util.paths import cache_dir
 from tests.e2e import ROOT, pytest_env, qemu_pids, reference_disk, run_pytest
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
@@ -33,7 +33,7 @@ def twin_rigs(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 def hil(tmp: Path, rigs: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {**pytest_env(tmp), "HIL_RIGS_DIR": str(rigs)}
-    return subprocess.run([sys.executable, "-m", "hil.cli", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "hil", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
 
 

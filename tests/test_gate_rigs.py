@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hil.pool import pools
+from hil.lab.pool import pools
+from hil.lab.rig import available, load_rig
 from hil.release.policy import load_policy
-from hil.rig import available, load_rig
 
 ROOT = Path(__file__).resolve().parent.parent
 

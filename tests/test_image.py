@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from disk_images import make_disk
 
-from hil.bmap import find_bmap, parse_bmap
-from hil.cli import main as hil_main
+from hil.commands.main import main as hil_main
 from hil.errors import ImageError
-from hil.image import (
+from hil.images.bmap import find_bmap, parse_bmap
+from hil.images.read import (
     ImageInfo,
     check_device_type,
     check_integrity,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hil.errors import ImageError
-from hil.images import arch
-from hil.images.reference import grub_cfg
+from hil.images.builders import arch
+from hil.images.builders.reference import grub_cfg
 
 
 @pytest.mark.parametrize("name", sorted(arch.ARCHES))

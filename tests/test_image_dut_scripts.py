@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hil.images import bootenv
-from hil.images.debs import resolve, unpack
-from hil.images.rootfs import FILES
-from hil.paths import cache_dir
+from hil.images.builders import bootenv
+from hil.images.builders.debs import resolve, unpack
+from hil.images.builders.rootfs import FILES
+from hil.util.paths import cache_dir
 
 JSON_AWK = FILES / "common" / "usr" / "lib" / "hil" / "json.awk"
 BOOTENV_SH = FILES / "common" / "usr" / "lib" / "hil" / "bootenv.sh"

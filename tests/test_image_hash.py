@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hil import image_hash
 from hil.errors import ImageError
-from hil.image_hash import image_sha256
+from hil.images import hash as image_hash
+from hil.images.hash import image_sha256
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from hil.errors import ImageError
-from hil.images import bundle
-from hil.images.disk import partition_table
-from hil.images.reference import VARIANTS, ReferenceImage, build_reference
+from hil.images.builders import bundle
+from hil.images.builders.disk import partition_table
+from hil.images.builders.reference import VARIANTS, ReferenceImage, build_reference
 
 
 def _root_bytes(image: ReferenceImage, path: str, tmp_path: Path) -> bytes:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hil.paths import cache_dir
+from hil.util.paths import cache_dir
 from tests.e2e import boards_root, qemu_pids, reference_disk
 from tests.jenkins_harness import Agent, Build, Jenkins, Resource
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.cli import build_parser
+from hil.commands.main import build_parser
 from tests.jenkins_harness import Agent, Build, Jenkins, Resource
 from tests.jenkinsfile_model import Model, load, minutes, parse, shell_lines, timeout_words
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from hil.errors import LeaseError
-from hil.locking import Lease, holder
+from hil.lab.locking import Lease, holder
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from hil.locking import Lease
+from hil.lab.locking import Lease
 Lease(sys.argv[1], Path(sys.argv[2]), keys=sys.argv[3:]).acquire()
 print("held", flush=True)
 time.sleep(600)

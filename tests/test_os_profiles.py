@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from hil.errors import CredentialsError, RigConfigError
+from hil.lab.rig import load_rig
 from hil.os import get_profile
 from hil.os.loader import BUILTIN_DIR, available
 from hil.os.model import FEATURES, MASK, Bounds, UpdateBounds
-from hil.rig import load_rig
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILTIN = sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
@@ -198,7 +198,7 @@ def test_a_password_never_shows_in_the_profile_or_its_dump(tmp_path: Path) -> No
     assert "hunter2-secret" not in repr(rig.profile)
     assert "hunter2-secret" not in rig.profile.model_dump_json()
     out = subprocess.run(
-        [sys.executable, "-m", "hil.cli", "os", "show", str(tmp_path / "rig.yaml")],
+        [sys.executable, "-m", "hil", "os", "show", str(tmp_path / "rig.yaml")],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr

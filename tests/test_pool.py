@@ -14,12 +14,12 @@ import pytest
 
 from hil.commands.run import auto_boards
 from hil.errors import LeaseError, RigConfigError
-from hil.pool import health, lease_count, lease_names, lease_rig, load_pool, pools, record_health, rig_for
-from hil.rig import load_rig
+from hil.lab.pool import health, lease_count, lease_names, lease_rig, load_pool, pools, record_health, rig_for
+from hil.lab.rig import load_rig
 
 HOLD = """
 import sys, time
-from hil.locking import Lease
+from hil.lab.locking import Lease
 for name in sys.argv[1:]:
     Lease(name).acquire()
 print("held", flush=True)

@@ -14,7 +14,7 @@ import pytest
 
 HOLD = """
 import sys, time
-from hil.locking import Lease
+from hil.lab.locking import Lease
 for name in sys.argv[1:]:
     Lease(name).acquire()
 print("held", flush=True)
@@ -43,7 +43,7 @@ def test_uses_the_rig(rig):
 RECORDS = """
 import os
 import pytest
-from hil.pytest_session import RUN
+from hil.pytestplugin.session import RUN
 
 @pytest.mark.parametrize("n", range(4))
 def test_records_the_run(hil_suite_property, pytestconfig, n):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hil.drivers.qemu_disks import DiskSet, DiskSets
+from hil.drivers.qemu.disks import DiskSet, DiskSets
 
 
 def _flash(sets: DiskSets) -> DiskSet:

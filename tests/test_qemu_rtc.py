@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from hil.drivers.qemu_rtc import RtcClock, base_epoch
+from hil.drivers.qemu.rtc import RtcClock, base_epoch
 
 
 def _epoch(text: str) -> float:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from hil.errors import ToolMissing
-from hil.images import bootenv, bundle
-from hil.images.disk import ESP_TYPE, partition_table
-from hil.images.reference import ReferenceImage, build_reference
-from hil.images.sshkey import default_public_key
-from hil.images.tools import require
+from hil.images.builders import bootenv, bundle
+from hil.images.builders.disk import ESP_TYPE, partition_table
+from hil.images.builders.reference import ReferenceImage, build_reference
+from hil.images.builders.sshkey import default_public_key
+from hil.images.builders.tools import require
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from hil.images import bundle
-from hil.images.debs import foreign_apt
-from hil.images.disk import partition_table
-from hil.images.reference import ReferenceImage, build_reference
+from hil.images.builders import bundle
+from hil.images.builders.debs import foreign_apt
+from hil.images.builders.disk import partition_table
+from hil.images.builders.reference import ReferenceImage, build_reference
 
 EM_AARCH64 = 183
 

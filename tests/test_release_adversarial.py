@@ -14,8 +14,8 @@ from release_samples import IMAGE_SHA256, OTHER_SHA256, SUITES, catalog_of, writ
 
 from hil.release.gate import evaluate
 from hil.release.policy import DEFAULT_POLICY, load_policy
-from hil.release.results import read_results
 from hil.release.sessions import Subject
+from hil.results.read import read_results
 
 POLICY = load_policy(DEFAULT_POLICY)
 SUBJECT = Subject("1", "1.2.0", ("qemux86-64",), {"qemux86-64": IMAGE_SHA256})

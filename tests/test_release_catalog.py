@@ -11,7 +11,7 @@ import pytest
 
 from hil.errors import HilError
 from hil.release.catalog import collect
-from hil.release.results import read_results
+from hil.results.read import read_results
 
 SUITE = """
 import pytest

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from release_samples import SUITES, case_id, catalog_of, write_image, write_junit
 
-from hil.cli import main
+from hil.commands.main import main
+from hil.commands.release import add_parser
 from hil.errors import HilError, RigConfigError
-from hil.image_hash import image_sha256
+from hil.images.hash import image_sha256
 from hil.release import catalog
-from hil.release.cli import add_parser
 
 
 @pytest.fixture(autouse=True)

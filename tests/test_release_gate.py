@@ -27,8 +27,8 @@ from hil.release.cells import (
 )
 from hil.release.gate import FINAL, REFUSED, evaluate
 from hil.release.policy import DEFAULT_POLICY, load_policy
-from hil.release.results import read_results
 from hil.release.sessions import Subject
+from hil.results.read import read_results
 
 SUBJECT = Subject("7", "1.2.0", ("qemux86-64",), {"qemux86-64": IMAGE_SHA256})
 

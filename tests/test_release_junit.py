@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from release_samples import IMAGE_SHA256, case_id, write_junit
 
-from hil.release.results import ERROR, FAILED, PASSED, SKIPPED, read_results
+from hil.results.read import ERROR, FAILED, PASSED, SKIPPED, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

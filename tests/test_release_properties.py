@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from hil.release.catalog import Catalog
 from hil.release.gate import Decision, evaluate
 from hil.release.policy import Policy, PolicyModel
-from hil.release.results import Attempt, ResultSet, Session, parse_time
 from hil.release.sessions import CLOCK_SKEW, Subject
+from hil.results.read import Attempt, ResultSet, Session, parse_time
 
 VERSION = "2.0.0"
 IMAGE, OTHER = "a" * 64, "b" * 64

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from release_samples import write_junit
 
-from hil.release import results as results_module
-from hil.release.results import read_results
+from hil.results import read as results_module
+from hil.results.read import read_results
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,7 +48,7 @@ def test_a_file_larger_than_the_bound_is_refused_unread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(results_module, "MAX_JUNIT_BYTES", 1 << 20)
-    monkeypatch.setattr("hil.release.junit.MAX_JUNIT_BYTES", 1 << 20)
+    monkeypatch.setattr("hil.results.junit.MAX_JUNIT_BYTES", 1 << 20)
     with open(tmp_path / "huge.xml", "wb") as f:
         f.truncate(3 << 30)  # sparse: 3 GiB on paper, nothing on disk
     assert problems_about(tmp_path / "huge.xml") == [

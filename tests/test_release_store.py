@@ -11,7 +11,7 @@ import pytest
 from release_samples import IMAGE, OTHER_SHA256, SUITES, case_id, catalog_of, write_image, write_junit
 
 from hil.errors import GateRefused, HilError
-from hil.image_hash import image_sha256
+from hil.images.hash import image_sha256
 from hil.release import api, gate_release, gate_run
 from hil.release.sqlite_store import SqliteStore, default_store_path
 from hil.release.store import ALREADY_FINAL, DRY_RUN, FINALIZED, ReleaseImage

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hil.errors import RigConfigError
-from hil.rig import load_rig
+from hil.lab.rig import load_rig
 
 
 def _rig_file(tmp_path: Path, text: str) -> Path:

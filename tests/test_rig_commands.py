@@ -15,8 +15,8 @@ import pytest
 from gpiozero.devices import _devices_shutdown
 from gpiozero.pins.mock import MockFactory
 
-from hil.cli import main
-from hil.pool import record_health
+from hil.commands.main import main
+from hil.lab.pool import record_health
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_YAML = (ROOT / "rigs" / "lab-rpi4-01.yaml").read_text().replace("off_time: 2", "off_time: 0.05")
@@ -90,7 +90,7 @@ def test_hil_run_refuses_an_unhealthy_rig_at_once_and_passes_force_to_pytest(
     assert "rig vm-9 failed its last check (boot: no login within 180 s, checked " in capsys.readouterr().err
     passed: list[list[str]] = []
     monkeypatch.setattr("pytest.main", lambda args: passed.append(args) or 5)
-    monkeypatch.setattr("hil.provision.resolve_image", lambda rig, image: tmp_path / "image.img")
+    monkeypatch.setattr("hil.dut.provision.resolve_image", lambda rig, image: tmp_path / "image.img")
     main(["run", "--rig", str(rig), "--no-gate", "--force", "--artifacts", str(tmp_path / "art")])
     assert "--force-rig" in passed[0]
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from hil.cli import main
+from hil.commands.main import main
 from hil.errors import LeaseError
-from hil.locking import HELD_ENV
-from hil.pool import hardware_keys, lease_rig
-from hil.rig import load_rig
+from hil.lab.locking import HELD_ENV
+from hil.lab.pool import hardware_keys, lease_rig
+from hil.lab.rig import load_rig
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_YAML = (ROOT / "rigs" / "lab-rpi4-01.yaml").read_text()
@@ -29,7 +29,7 @@ LAB_YAML = (ROOT / "rigs" / "lab-rpi4-01.yaml").read_text()
 # Inside a hold: lease the rig as any hil command does, and say what was got.
 ADOPT = """
 import os
-from hil.pool import lease_rig
+from hil.lab.pool import lease_rig
 rig, lease = lease_rig("vm")
 print(rig.name, lease.rig_name, lease.held, os.environ["HIL_HELD_LEASE"], flush=True)
 """
@@ -39,7 +39,7 @@ TWO_AT_ONCE = (
     ADOPT
     + """
 import subprocess, sys
-second = subprocess.run([sys.executable, "-c", "from hil.pool import lease_rig; lease_rig('vm')"],
+second = subprocess.run([sys.executable, "-c", "from hil.lab.pool import lease_rig; lease_rig('vm')"],
                         capture_output=True, text=True)
 print(second.returncode, second.stderr.strip().splitlines()[-1], flush=True)
 """
@@ -77,7 +77,7 @@ def hold(lab: Path) -> Iterator:
     started: list[subprocess.Popen[str]] = []
 
     def start(rig: str, *command: str) -> subprocess.Popen[str]:
-        child = subprocess.Popen([sys.executable, "-m", "hil.cli", "-q", "rig", "hold", rig, "--", *command],
+        child = subprocess.Popen([sys.executable, "-m", "hil", "-q", "rig", "hold", rig, "--", *command],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, cwd=ROOT)  # fmt: skip
         started.append(child)
@@ -192,7 +192,7 @@ def test_the_shell_is_users_shell_and_its_status_is_the_holds(
 ) -> None:
     monkeypatch.setenv("SHELL", "/bin/sh")
     script = f"echo held=${HELD_ENV}\nexit 3\n"
-    out = subprocess.run([sys.executable, "-m", "hil.cli", "rig", "hold", "vm"], input=script,
+    out = subprocess.run([sys.executable, "-m", "hil", "rig", "hold", "vm"], input=script,
                          capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
     assert (out.returncode, out.stdout) == (3, "held=vm\n")
     assert "vm: held as vm by pid " in out.stderr

@@ -11,8 +11,8 @@ import pytest
 
 from hil.errors import HilError
 from hil.release.db import SCHEMA_VERSION
-from hil.release.results import read_results
 from hil.release.sqlite_store import SqliteStore
+from hil.results.read import read_results
 from hil.runs.phases import boot_phases, kernel_seconds
 from hil.runs.record import SessionInfo, run_from_junit
 from hil.runs.store import RunStore

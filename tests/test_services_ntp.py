@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hil.errors import HilError
-from hil.hostproc import free_port
 from hil.services.ntp import NtpServer, ntp_query
+from hil.util.hostproc import free_port
 
 
 @pytest.fixture

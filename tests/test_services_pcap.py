@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hil.errors import HilError
-from hil.services.pcap import dhcp_messages
+from hil.probes.pcap import dhcp_messages
 
 MAC = bytes.fromhex("525400123456")
 

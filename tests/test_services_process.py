@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.hostproc import die_with_parent
-from hil.services.process import ServerProcess
+from hil.util.hostproc import die_with_parent
+from hil.util.serverproc import ServerProcess
 
 # A server as stubborn as dnsmasq, and more: it clears PR_SET_PDEATHSIG, ignores SIGTERM and SIGHUP (which
 # dnsmasq takes as "reload") and leaves a child of its own behind. It logs the child's pid once it runs.
@@ -38,7 +38,7 @@ if sys.argv[1] == "dnsmasq":
     from hil.services.dns import DnsServer
     said = f"--port={DnsServer(ready.with_name('dns')).start().port}"
 else:
-    from hil.services.process import ServerProcess
+    from hil.util.serverproc import ServerProcess
     server = ServerProcess("stubborn", [sys.executable, "-c", sys.argv[3]], ready.with_name("server.log"))
     server.start(lambda: "child" in server.log_file.read_text())
     said = f"{server.pid} {server.log_file.read_text().split()[1]}"

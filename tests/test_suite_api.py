@@ -19,7 +19,7 @@ from tests.disk_images import make_disk
 ROOT = Path(__file__).resolve().parent.parent
 
 FAKE_BOARD_CONFTEST = """
-from hil.boards import BOARD_KINDS, BoardKind
+from hil.dut.boards import BOARD_KINDS, BoardKind
 from tests.fakes.board import FakeBoard
 
 # The hardware is the only thing faked: every fixture and hook below is hil's plugin, as installed.

@@ -14,9 +14,9 @@ import pytest
 
 from hil.drivers.twin import TwinBoard
 from hil.errors import ImageError
-from hil.image import boot_partition
-from hil.pool import health_dir
-from hil.rig import Rig, load_rig
+from hil.images.read import boot_partition
+from hil.lab.pool import health_dir
+from hil.lab.rig import Rig, load_rig
 from tests.e2e import reference_disk
 
 TWIN_YAML = (Path(__file__).resolve().parent.parent / "rigs" / "twin-x86_64.yaml").read_text()

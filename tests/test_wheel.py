@@ -34,9 +34,9 @@ _NOT_SOURCE = shutil.ignore_patterns(
 FINDINGS = """
 import json
 from hil.commands.run import suite_paths
-from hil.pool import pools
+from hil.lab.pool import pools
 from hil.release.policy import load_policy
-from hil.rig import available
+from hil.lab.rig import available
 policy = load_policy()
 print(json.dumps({
     "suites": {p.name: str(p) for p in suite_paths(None)},

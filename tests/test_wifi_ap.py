@@ -9,7 +9,7 @@ import pytest
 
 from hil.drivers.wifi_ap import WifiAccessPoint, hostapd_config, wpa_psk
 from hil.errors import HilError, RigConfigError, ToolMissing
-from hil.rig import WifiSpec, load_rig
+from hil.lab.rig import WifiSpec, load_rig
 
 
 def test_a_rig_with_an_access_point_offers_wifi_and_a_virtual_rig_does_not() -> None:

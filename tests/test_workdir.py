@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hil.workdir import make_workdir, sweep
+from hil.util.workdir import make_workdir, sweep
 
 
 def test_a_dead_owners_directory_is_swept(tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from hil import yamlconf
 from hil.errors import RigConfigError
-from hil.pool import pools
+from hil.lab.pool import pools
+from hil.lab.rig import load_rig
 from hil.release.policy import load_policy
-from hil.rig import load_rig
+from hil.util import yamlconf
 
 pytestmark = pytest.mark.timeout(60)
 

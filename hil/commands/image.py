@@ -57,7 +57,7 @@ def _add_debian_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _build_debian(args: argparse.Namespace) -> int:
-    from hil.images.debian import build_debian
+    from hil.images.builders.debian import build_debian
 
     # Progress on stderr, so stdout is only the paths a script captures.
     built = build_debian(
@@ -73,7 +73,7 @@ def _build_debian(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from hil.images.reference import build_reference
+    from hil.images.builders.reference import build_reference
 
     built = build_reference(args.version, args.variant, arch=args.arch)
     print(built.disk)
@@ -82,7 +82,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from hil.errors import ImageError
-    from hil.image import read_info
+    from hil.images.read import read_info
 
     if not args.image.is_file():
         raise ImageError(f"image {args.image} does not exist")

@@ -42,7 +42,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.name in available():
         profile = load_profile(args.name)
     else:
-        from hil.rig import load_rig
+        from hil.lab.rig import load_rig
 
         try:
             profile = load_rig(args.name).profile

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.errors import HilError
-from hil.rig import available, load_rig
+from hil.lab.rig import available, load_rig
 
 EXIT_KEY = b"\x1d"  # Ctrl-]
 _SECRET = re.compile(r"(^|_)(psk|password|passphrase|secret|token|api_key)$", re.IGNORECASE)
@@ -81,7 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from hil.pool import health, leases
+    from hil.lab.pool import health, leases
 
     print(f"{'rig':22} {'kind':8} {'device type':18} {'leased by':34} health")
     for name in sorted(available()):
@@ -117,7 +117,7 @@ def _masked(value: Any) -> Any:
 
 
 def _discover(args: argparse.Namespace) -> int:
-    from hil.discover import discover, render, usb_devices
+    from hil.lab.discover import discover, render, usb_devices
 
     devices = usb_devices()
     if found := discover(devices):
@@ -132,9 +132,9 @@ def _discover(args: argparse.Namespace) -> int:
 @contextmanager
 def _leased_dut(args: argparse.Namespace, force: bool | None = None) -> Iterator:
     """Lease the rig (waiting as asked) and give its DUT; on the way out, let go of both, the rig as it is."""
-    from hil.paths import cache_dir
-    from hil.pool import lease_rig
-    from hil.provision import open_dut
+    from hil.dut.provision import open_dut
+    from hil.lab.pool import lease_rig
+    from hil.util.paths import cache_dir
 
     rig, lease = lease_rig(args.name, wait=args.wait, force=args.force if force is None else force)
     with lease:
@@ -166,7 +166,7 @@ def _power(args: argparse.Namespace) -> int:
             time.sleep(relay.off_time if relay is not None else 1.0)
         if args.action in ("on", "cycle"):
             if dut.capability(SdMuxControl) is None:  # no card that keeps its image: flash a fresh overlay
-                from hil.provision import resolve_image
+                from hil.dut.provision import resolve_image
 
                 dut.flash(resolve_image(rig, None))
             board.power_on(time.monotonic() + 60)
@@ -186,7 +186,7 @@ def _power(args: argparse.Namespace) -> int:
 
 
 def _flash(args: argparse.Namespace) -> int:
-    from hil.image import read_info
+    from hil.images.read import read_info
 
     if not args.image.is_file():
         raise HilError(f"image {args.image} does not exist")
@@ -223,8 +223,8 @@ def _console(args: argparse.Namespace) -> int:
     import time
 
     from hil.capabilities import SdMuxControl
-    from hil.provision import resolve_image
-    from hil.serialterm import interact
+    from hil.console.terminal import interact
+    from hil.dut.provision import resolve_image
 
     with _leased_dut(args) as dut:
         if dut.capability(SdMuxControl) is None or args.image:  # no card that keeps an image: flash one
@@ -238,13 +238,13 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from hil.rig import VIRTUAL_KINDS
-    from hil.rigcheck import check_rig
+    from hil.dut.check import check_rig
+    from hil.lab.rig import VIRTUAL_KINDS
 
     with _leased_dut(args, force=True) as dut:  # an unhealthy rig is exactly what a check is for
         image = args.image
         if image is None and dut.rig.kind in VIRTUAL_KINDS:
-            from hil.provision import resolve_image
+            from hil.dut.provision import resolve_image
 
             image = resolve_image(dut.rig, None)
         steps = check_rig(dut, image)
@@ -263,9 +263,9 @@ def _hold(args: argparse.Namespace) -> int:
     import signal
     import subprocess
 
-    from hil.hostproc import die_with_parent
-    from hil.locking import HELD_ENV
-    from hil.pool import lease_rig
+    from hil.lab.locking import HELD_ENV
+    from hil.lab.pool import lease_rig
+    from hil.util.hostproc import die_with_parent
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     command = command or [os.environ.get("SHELL") or "/bin/sh"]
@@ -275,7 +275,7 @@ def _hold(args: argparse.Namespace) -> int:
               f"runs; hil commands inside use it ({HELD_ENV}={lease.rig_name})", file=sys.stderr)  # fmt: skip
         try:
             # The lease's locks are close-on-exec: the child never holds them, so killing the hold frees the
-            # rig; the child dies with the hold, and hil commands inside stop when it goes (hil.locking).
+            # rig; the child dies with the hold, and hil commands inside stop when it goes (hil.lab.locking).
             child = subprocess.Popen(
                 command, env={**os.environ, HELD_ENV: lease.rig_name}, preexec_fn=die_with_parent
             )

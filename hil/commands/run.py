@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 
 from hil.errors import HilError
-from hil.paths import project_dirs
-from hil.pool import POOL_PREFIX, lease_count, require_healthy, rig_for
-from hil.rig import Rig
+from hil.lab.pool import POOL_PREFIX, lease_count, require_healthy, rig_for
+from hil.lab.rig import Rig
+from hil.util.paths import project_dirs
 
 log = logging.getLogger("hil.run")
 
@@ -86,8 +86,8 @@ def auto_boards(rig: Rig, leases: int, test_files: int) -> int:
 def _run(args: argparse.Namespace) -> int:
     import pytest
 
-    from hil.boards import preflight
-    from hil.provision import resolve_image
+    from hil.dut.boards import preflight
+    from hil.dut.provision import resolve_image
 
     rig = rig_for(args.rig)  # a pool's first rig: its device type chooses the image for all of them
     if not args.rig.startswith(POOL_PREFIX) and not args.force:

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from hil.capabilities import PowerRelay, SdMuxControl, SerialLine
+from hil.console.transport import Transport
+from hil.console.uart import SerialTransport
 from hil.drivers.config_json import write_config_json
 from hil.drivers.flasher import flash_card
 from hil.drivers.power import RelayPower
 from hil.drivers.progress import auto_progress
 from hil.drivers.sdmux import SdMux
-from hil.drivers.serial_console import SerialTransport
-from hil.pool import health, record_health
-from hil.transport import Transport
+from hil.lab.pool import health, record_health
 
 log = logging.getLogger("hil.autohat")
 _HALF_WRITTEN = "card half-written by a failed flash of"

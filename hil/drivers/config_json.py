@@ -13,7 +13,7 @@ from pathlib import Path
 from hil.drivers.flasher import MIB
 from hil.drivers.target import TargetCheck, open_checked
 from hil.errors import FlashError, ToolMissing
-from hil.image import boot_partition
+from hil.images.read import boot_partition
 
 log = logging.getLogger("hil.flasher")
 

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hil.bmap import Bmap, Extent, check_image_matches, find_bmap, parse_bmap
 from hil.drivers.card import CardLocator
 from hil.drivers.progress import Progress, auto_progress
 from hil.drivers.target import TargetCheck, open_checked, open_target
 from hil.errors import FlashError, HilError, ImageError
-from hil.image import (
+from hil.images.bmap import Bmap, Extent, check_image_matches, find_bmap, parse_bmap
+from hil.images.read import (
     SECTOR,
     ImageStream,
     boot_partition,

@@ -23,7 +23,7 @@ from gpiozero import GPIOZeroError, OutputDevice
 from gpiozero.pins import Factory
 
 from hil.errors import RigConfigError
-from hil.paths import cache_dir
+from hil.util.paths import cache_dir
 
 log = logging.getLogger("hil.power")
 

@@ -27,10 +27,10 @@ from hil.drivers.autohat import AutohatBoard
 from hil.drivers.card import CardIdentity
 from hil.drivers.fake_sysfs import FakeBlockTree
 from hil.drivers.power import RelayPower
-from hil.drivers.qemu import QemuBoard
+from hil.drivers.qemu.board import QemuBoard
 from hil.drivers.sdmux import GpioSdMux
-from hil.paths import cache_dir
-from hil.rig import TwinRig
+from hil.lab.rig import TwinRig
+from hil.util.paths import cache_dir
 
 log = logging.getLogger("hil.twin")
 CARD = "sda"

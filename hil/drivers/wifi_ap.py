@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 from hil.errors import HilError, ToolMissing
-from hil.rig import WifiSpec
-from hil.services.process import ServerProcess
+from hil.lab.rig import WifiSpec
+from hil.util.serverproc import ServerProcess
 
 log = logging.getLogger("hil.wifi")
 

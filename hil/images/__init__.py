@@ -1,1 +1,2 @@
-"""The reference image: a small A/B Linux for QEMU boards, built from Debian packages without mounts."""
+"""OS disk images: open any supported format as a byte stream, read its metadata, hash it, map its blocks;
+`hil.images.builders` holds the builders of the images hil makes itself."""

@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hil import yamlconf
 from hil.errors import RigConfigError
 from hil.os.model import OsProfile
+from hil.util import yamlconf
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
 # A chain longer than this is a loop or a mistake; either way it is refused, not followed.

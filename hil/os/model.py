@@ -96,7 +96,7 @@ class Boot(_Group):
     # What the console shows once a reboot is really under way (the kernel prints it at emergency level),
     # so a login is never taken from the shell that is about to go down.
     restart_pattern: Regex = r"reboot: Restarting system"
-    # Where the bootloader, kernel and init phases begin on the console (hil.boot_phases); the login
+    # Where the bootloader, kernel and init phases begin on the console (hil.dut.boot_phases); the login
     # phase begins when the console offers a login. GRUB's greeting or U-Boot's banner, the kernel's banner,
     # and the kernel handing over to user space are printed by every image hil knows, on amd64 and arm64.
     phase_markers: dict[Literal["bootloader", "kernel", "init"], Regex] = {

@@ -13,14 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hil.errors import GateRefused, HilError
-from hil.image_hash import image_sha256
-from hil.paths import cache_dir
+from hil.images.hash import image_sha256
 from hil.release import report
 from hil.release.catalog import Catalog
 from hil.release.db import default_store_path
 from hil.release.gate import REFUSED, Decision, evaluate
 from hil.release.policy import load_policy
-from hil.release.results import RecordedJunit, read_results
 from hil.release.sessions import Subject
 from hil.release.sqlite_store import SqliteStore
 from hil.release.store import (
@@ -34,6 +32,8 @@ from hil.release.store import (
     ReleaseImage,
     ReleaseStore,
 )
+from hil.results.read import RecordedJunit, read_results
+from hil.util.paths import cache_dir
 
 # What the report says while the store has not answered yet.
 PENDING = "finalizing (the store has not confirmed it yet)"

@@ -14,7 +14,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from hil.errors import HilError
-from hil.paths import cache_dir
+from hil.util.paths import cache_dir
 
 # Version 1: releases (with the images they ship) and decisions. Version 2: runs and their tests.
 # Stores written before versions were numbered say 0; their releases may lack the images column.

@@ -11,11 +11,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from hil import yamlconf
 from hil.errors import RigConfigError
 from hil.os import FEATURES
-from hil.paths import shipped
-from hil.release.results import Unreadable, read_bounded
+from hil.results.read import Unreadable, read_bounded
+from hil.util import yamlconf
+from hil.util.paths import shipped
 
 # hil's default policy (shipped in the wheel, at the top of a checkout), used when neither --policy nor
 # ./gate.yaml names another.

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hil.release.junit import read_recorded_junit
-from hil.release.results import (
+from hil.results.junit import read_recorded_junit
+from hil.results.read import (
     MAX_JUNIT_BYTES,
     Attempt,
     Reader,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hil.errors import HilError
 from hil.release.db import Database
-from hil.release.results import PASSED, SKIPPED, RecordedJunit
+from hil.results.read import PASSED, SKIPPED, RecordedJunit
 from hil.runs.model import Run, RunFacts, RunSummary, TestResult
 
 _SUMMARY = (

@@ -6,9 +6,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from hil.plots import Series, plot_svg
-from hil.release.results import parse_time
+from hil.results.read import parse_time
 from hil.runs.model import RunSummary
+from hil.util.plots import Series, plot_svg
 
 # How many of the newest runs a plot shows: enough for a trend, few enough to read.
 SHOWN = 300

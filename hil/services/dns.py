@@ -19,8 +19,8 @@ from pathlib import Path
 from types import TracebackType
 
 from hil.errors import HilError
-from hil.hostproc import free_port, tool
-from hil.services.process import ServerProcess
+from hil.util.hostproc import free_port, tool
+from hil.util.serverproc import ServerProcess
 
 DOMAIN = "hil.test"  # RFC 6761 keeps .test for testing: it can never be a real name
 NXDOMAIN = 3

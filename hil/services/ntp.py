@@ -19,8 +19,8 @@ from pathlib import Path
 from types import TracebackType
 
 from hil.errors import HilError
-from hil.hostproc import free_port, tool
-from hil.services.process import ServerProcess
+from hil.util.hostproc import free_port, tool
+from hil.util.serverproc import ServerProcess
 
 NTP_EPOCH = 2208988800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix)
 

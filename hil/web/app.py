@@ -1,7 +1,7 @@
 """The dashboard's routes: every one a GET that reads the store, the rig files, leases and artifacts.
 
 Nothing here powers, flashes or finalizes anything: the web is for looking. Pages are rendered on the
-server (Jinja2), plots are inline SVG (hil.plots), and the only script is the live console's poll.
+server (Jinja2), plots are inline SVG (hil.util.plots), and the only script is the live console's poll.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hil.console_text import TextCleaner
+from hil.console.text import TextCleaner
 from hil.runs.model import Run
 
 # A console view shows at most this much; the whole file is a download away.

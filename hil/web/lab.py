@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hil.errors import HilError
-from hil.paths import cache_dir
-from hil.pool import Health, health, leases
-from hil.rig import available, load_rig
+from hil.lab.pool import Health, health, leases
+from hil.lab.rig import available, load_rig
+from hil.util.paths import cache_dir
 
 
 @dataclass(frozen=True)

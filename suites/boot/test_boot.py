@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hil.dut import Dut
-from hil.image import partition_uuids, read_info
+from hil.images.read import partition_uuids, read_info
 
 KERNEL_TROUBLE = re.compile(r"Oops|BUG:|Call Trace|Kernel panic|[Ff]ailed to mount|mount: .*failed")
 

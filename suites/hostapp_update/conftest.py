@@ -19,10 +19,10 @@ import pytest
 
 from hil.dut import Dut
 from hil.errors import ImageError
-from hil.image import read_info
-from hil.image_hash import image_sha256
-from hil.images.bundle import read_manifest
-from hil.rig import VIRTUAL_KINDS, Rig
+from hil.images.builders.bundle import read_manifest
+from hil.images.hash import image_sha256
+from hil.images.read import read_info
+from hil.lab.rig import VIRTUAL_KINDS, Rig
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ def _plan(rig: Rig, image: Path, bundle: Path | None) -> UpdatePlan:
         return UpdatePlan(image, bundle, read_info(image).version, version, manifest)
     if rig.kind not in VIRTUAL_KINDS:
         raise ImageError(f"rig {rig.name} is a {rig.kind} rig: name the update with --update-bundle")
-    from hil.images.arch import of_device_type
-    from hil.images.reference import build_reference
+    from hil.images.builders.arch import of_device_type
+    from hil.images.builders.reference import build_reference
 
     target = read_info(image).version
     if not target:
@@ -95,8 +95,8 @@ def variant_bundle(rig: Rig, update_plan: UpdatePlan) -> Callable[[str], Path]:
     """Build the target version's bundle of a deliberately broken reference variant (skips elsewhere)."""
 
     def build(variant: str) -> Path:
-        from hil.images.arch import for_device_type
-        from hil.images.reference import build_reference
+        from hil.images.builders.arch import for_device_type
+        from hil.images.builders.reference import build_reference
 
         arch = for_device_type(rig.device_type)
         if update_plan.manifest is None or arch is None or not update_plan.target_version:

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from hil.console.result import CommandResult
 from hil.dut import Dut
 from hil.errors import ConsoleTimeout
-from hil.result import CommandResult
 
 if TYPE_CHECKING:
     from .conftest import UpdatePlan

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hil.dut import Dut
-from hil.images.bundle import make_foreign_bundle, truncate_bundle
+from hil.images.builders.bundle import make_foreign_bundle, truncate_bundle
 
 from .conftest import UpdatePlan
 from .steps import assert_healthy, assert_updated, install, os_state, output, put_bundle, update

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from hil.dut import Dut, State
+from hil.dut.dut import Dut, State
+from hil.probes.queries import ipv4_lease, run_on, wait_for, wired_interface
+from hil.probes.rig_servers import rig_server_applied, rig_server_config
+from hil.pytestplugin.servers import RigNetwork
 from hil.services.dns import DnsServer
-from hil.services.fixtures import RigNetwork
-from hil.services.probes import ipv4_lease, run_on, wait_for, wired_interface
-from hil.services.rig_servers import rig_server_applied, rig_server_config
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,12 @@ import pytest
 
 from hil.capabilities import LinkControl, NetworkCapture
 from hil.dut import Dut
-from hil.rig import Rig
+from hil.lab.rig import Rig
+from hil.probes.pcap import dhcp_messages
+from hil.probes.queries import carrier, default_route, ipv4_lease, run_on, wait_for, wired_interface
+from hil.pytestplugin.servers import RigNetwork
 from hil.services.dns import DnsServer
-from hil.services.fixtures import RigNetwork
 from hil.services.http import HttpServer
-from hil.services.pcap import dhcp_messages
-from hil.services.probes import carrier, default_route, ipv4_lease, run_on, wait_for, wired_interface
 
 DOWNLOAD_BYTES = 4 << 20
 

@@ -16,10 +16,10 @@ import pytest
 
 from hil.capabilities import RtcControl
 from hil.dut import Dut
-from hil.services.chrony import TimeDut
-from hil.services.fixtures import RigNetwork
+from hil.probes.chrony import TimeDut
+from hil.probes.rig_servers import rig_server_applied, rig_server_config
+from hil.pytestplugin.servers import RigNetwork
 from hil.services.ntp import NtpServer
-from hil.services.rig_servers import rig_server_applied, rig_server_config
 
 RTC_PAST = "2020-01-01T00:00:00"
 

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from hil.dut import Dut
-from hil.services.chrony import TimeDut, await_sync, chrony_sources, chrony_tracking, fast_polling
-from hil.services.fixtures import RigNetwork
+from hil.probes.chrony import TimeDut, await_sync, chrony_sources, chrony_tracking, fast_polling
+from hil.probes.queries import read_clock, wait_for
+from hil.pytestplugin.servers import RigNetwork
 from hil.services.http import HttpServer
 from hil.services.ntp import NtpServer
-from hil.services.probes import read_clock, wait_for
 from hil.services.tls import ServerIdentity
 
 ISO_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")

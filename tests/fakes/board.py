@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hil.drivers.socket_console import UnixSocketTransport
+from hil.console.unix_socket import UnixSocketTransport
 from hil.errors import HilError
 from tests.fakes.console_dut import FakeDut
 

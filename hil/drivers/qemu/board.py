@@ -1,0 +1,458 @@
+"""The virtual board: flash is a qcow2 overlay, power is the QEMU process, the console a serial socket.
+
+A reset (the guest rebooting, a kernel panic, the reset button) starts a fresh QEMU process on the same
+disk, firmware variables and RTC, and the console follows it. Under TCG a warm reset left the next boot
+several times slower in its bootloader and early kernel: GRUB took 4.0 s to load the kernel and initrd
+after a warm reset against 0.4 s from a cold start (the reference image, measured here), which on an
+update suite's twenty reboots is over a minute. A rig that emulates a physical console line (serial
+"pty": a new process would change the tty under it) keeps QEMU's warm reset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from hil.capabilities import BootSnapshots, HostedNetwork, LinkControl, NetworkCapture, RtcControl
+from hil.console.unix_socket import UnixSocketTransport
+from hil.drivers.qemu.accel import Accel, pick_accel
+from hil.drivers.qemu.disks import DiskSet, DiskSets
+from hil.drivers.qemu.qmp import QmpLink
+from hil.drivers.qemu.rtc import RtcClock
+from hil.errors import QemuError, ToolMissing
+from hil.images.builders.arch import ARCHES
+from hil.images.read import materialize
+from hil.lab.rig import QemuSpec
+from hil.util.hostproc import die_with_parent, free_port, tool
+
+log = logging.getLogger("hil.qemu")
+
+CONFIG_FW_CFG = "opt/io.hil/config.json"
+SLIRP_HOST = "10.0.2.2"  # where QEMU user networking puts the host, as the guest sees it
+SNAPSHOT = "hil-booted"  # the name of the one snapshot a disk set holds
+# A reset pauses the machine instead of resetting it in place (hil then starts a new process), and so
+# does a guest power-off (hil then ends the process, as QEMU would have).
+RESET_AS_RESTART = ("-action", "reboot=shutdown,shutdown=pause")
+EVENTS = ("SHUTDOWN", "RTC_CHANGE")
+RESETS = ("guest-reset", "host-qmp-system-reset", "guest-panic")
+HIL_ENDED = ("host-qmp-quit", "host-signal")  # hil's own power-off, or a restart ending the old process
+RESTART_WAIT = 30.0  # for a new process to take over after a reset
+Shutdown = tuple["subprocess.Popen[bytes] | None", str]  # the process that stopped, and QEMU's reason
+
+
+def preflight(spec: QemuSpec) -> None:
+    """Fail before anything starts when a host program or the firmware a virtual board needs is missing."""
+    arch = ARCHES[spec.arch]
+    tool(f"qemu-system-{spec.arch}", arch.qemu_package)
+    tool("qemu-img", "qemu-utils")
+    for firmware in arch.firmware:
+        if not firmware.exists():
+            raise ToolMissing(
+                f"UEFI firmware {firmware} is missing (apt-get install {arch.firmware_package})"
+            )
+
+
+class QemuBoard:
+    """One QEMU virtual board; `workdir` holds its temporary disks, `artifacts` its logs."""
+
+    provides = (LinkControl, NetworkCapture, RtcControl, HostedNetwork, BootSnapshots)
+
+    def __init__(
+        self, name: str, spec: QemuSpec, workdir: Path, artifacts: Path, ssh_guest_port: int,
+        *, serial: Literal["socket", "pty"] = "socket",
+    ) -> None:  # fmt: skip
+        self.name = name
+        self.spec = spec
+        self.workdir = workdir
+        self.artifacts = artifacts
+        self.ssh_guest_port = ssh_guest_port
+        self.ssh_host = "127.0.0.1"
+        self.ssh_port = 0
+        self.arch = ARCHES[spec.arch]
+        self.accel: Accel = pick_accel(spec.accel, guest=spec.arch)
+        self.qemu_version = ""
+        self.serial = serial
+        self.pty_path: Path | None = None
+        self._disks = DiskSets(workdir, self.arch.firmware[1])
+        self._loadvm: str | None = None  # the snapshot the next process starts from
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._qmp: QmpLink | None = None
+        self._expected_exit = False
+        self._died: str | None = None
+        self._lock = threading.RLock()  # the process and QMP link: swapped by a restart, ended by power-off
+        self._restarted = threading.Condition(self._lock)
+        self._restarting = False
+        self._generation = 0  # QEMU processes started since power-on, restarts included
+        # Processes a restart ended (the objects, not pids: a later process may get a retired pid).
+        self._retired: set[subprocess.Popen[bytes]] = set()
+        self._rtc: RtcClock | None = None
+        self._rtc_carried: str | None = None  # the RTC a restarted process continues from
+        self._shutdowns: queue.SimpleQueue[Shutdown | None] = queue.SimpleQueue()
+        self._keeper: threading.Thread | None = None
+        # Where the board's clock starts (QEMU -rtc base=): set after a flash, it holds until the next
+        # one and overrides the rig's qemu.rtc_base (e.g. a DUT whose RTC is years in the past).
+        self.rtc_base: str | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        artifacts.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def stderr_log(self) -> Path:
+        """QEMU's own stderr, kept as an artifact."""
+        return self.artifacts / "qemu.stderr.log"
+
+    @property
+    def serial_log(self) -> Path:
+        """Everything the guest printed on its serial port, captured by QEMU itself."""
+        return self.artifacts / "serial.log"
+
+    @property
+    def console_socket(self) -> Path:
+        """The Unix socket of the board's serial console."""
+        return self.workdir / "console.sock"
+
+    @property
+    def pid(self) -> int | None:
+        """The QEMU process's id while it runs."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
+    def is_on(self) -> bool:
+        """True while the QEMU process runs."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def flash(self, image: Path, config: dict[str, Any]) -> None:
+        """Put `image` on the board's disk (a fresh qcow2 overlay) and configure it with `config`."""
+        if self.is_on:
+            raise QemuError(f"board {self.name} is powered; power it off before flashing")
+        qemu_img = tool("qemu-img", "qemu-utils")
+        base = materialize(image)  # the cached raw image; the overlay never changes it
+        root = self._disks.new_root()
+        overlay = root / "disk.qcow2"
+        out = subprocess.run(
+            [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base.resolve()), str(overlay)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise QemuError(f"qemu-img could not create an overlay on {image}: {out.stderr.strip()}")
+        self.rtc_base = None
+        config_file = root / "config.json"
+        config_file.write_text(json.dumps(config, indent=2))
+        self._disks.attach(DiskSet(root, overlay, "qcow2", config_file))
+        log.info("%s: flashed %s (overlay %s)", self.name, image, overlay)
+
+    def attach_disk(self, disk: Path | None, fmt: str = "raw") -> None:
+        """Boot from `disk` (None: no disk) with fresh firmware settings."""
+        if self.is_on:
+            raise QemuError(f"board {self.name} is powered; its disk cannot change under it")
+        self._disks.attach(DiskSet(self._disks.new_root(), disk, fmt, None))
+
+    def save_snapshot(self, key: str) -> None:
+        """Save the running machine (memory, devices, disk) as `key`, to start from it again later."""
+        out = self.qmp("human-monitor-command", {"command-line": f"savevm {SNAPSHOT}"}, timeout=120)
+        if out.strip():  # HMP answers an empty string on success, the reason otherwise
+            raise QemuError(f"QEMU could not save a snapshot of {self.name}: {out.strip()}")
+        self._disks.remember(key)
+        log.info("%s: saved snapshot %s", self.name, key[:12])
+
+    def has_snapshot(self, key: str) -> bool:
+        """Whether the board keeps a snapshot saved as `key`."""
+        return self._disks.recall(key) is not None
+
+    def restore_snapshot(self, key: str, deadline: float) -> None:
+        """Power off, then start a new process from the snapshot `key`: the machine as it was saved."""
+        disk_set = self._disks.recall(key)
+        if disk_set is None:
+            raise QemuError(f"board {self.name} keeps no snapshot {key[:12]}")
+        self.power_off()
+        self._disks.attach(disk_set)
+        self.rtc_base = None
+        self._loadvm = SNAPSHOT
+        try:
+            self.power_on(deadline)
+        finally:
+            self._loadvm = None
+
+    def _command(self) -> list[str]:
+        spec, disks = self.spec, self._disks.current
+        assert disks is not None  # power_on checks
+        return [
+            tool(f"qemu-system-{spec.arch}", self.arch.qemu_package),
+            "-name", f"hil-{self.name}", "-nodefaults", "-no-user-config", "-display", "none",
+            "-machine", f"{spec.machine},accel={self.accel.name}", "-m", str(spec.memory),
+            *(["-cpu", spec.cpu] if spec.cpu else []), *self.arch.boot_options,
+            "-smp", str(spec.cpus), "-S",
+            "-qmp", f"unix:{self.workdir / 'qmp.sock'},server=on,wait=off",
+            "-chardev", f"{self._serial_backend()},id=serial0,logfile={self.serial_log},logappend=on",
+            "-serial", "chardev:serial0",
+            "-drive", f"if=pflash,format=raw,readonly=on,file={self.arch.firmware[0]}",
+            "-drive", f"if=pflash,format=qcow2,file={disks.vars}",
+            *(["-drive", f"if=virtio,format={disks.fmt},file={disks.disk}"] if disks.disk else []),
+            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:{self.ssh_guest_port}",
+            "-device", "virtio-net-pci,netdev=net0,id=nic0",
+            *(["-fw_cfg", f"name={CONFIG_FW_CFG},file={disks.config}"] if disks.config else []),
+            "-rtc", f"base={self._rtc_start()}",
+            *(RESET_AS_RESTART if self.restarts_on_reset else ()),
+            *(["-loadvm", self._loadvm] if self._loadvm else []),
+        ]  # fmt: skip
+
+    @property
+    def restarts_on_reset(self) -> bool:
+        """Whether a reset starts a new QEMU process (see the module docstring)."""
+        return self.serial == "socket"
+
+    def _rtc_start(self) -> str:
+        return self._rtc_carried or self.rtc_base or self.spec.rtc_base or "utc"
+
+    def _serial_backend(self) -> str:
+        if self.serial == "pty":
+            return "pty"  # a tty path, as a USB serial adapter would give (read back from QMP)
+        return f"socket,path={self.console_socket},server=on,wait=off"
+
+    def power_on(self, deadline: float) -> None:
+        """Start QEMU paused, connect QMP, then let the CPU run (a fresh port if the forward collides)."""
+        with self._lock:
+            if self.is_on:
+                return
+            if self._disks.current is None:
+                raise QemuError(f"board {self.name} has no image; flash it first")
+            self._rtc_carried = None
+            if self._keeper is None and self.restarts_on_reset:
+                self._keeper = threading.Thread(target=self._keep, daemon=True, name=f"qemu-{self.name}")
+                self._keeper.start()
+            self._launch(deadline)
+
+    def _launch(self, deadline: float) -> None:
+        """Start a QEMU process and its QMP link, then let the CPU run."""
+        for _attempt in range(3):
+            self.ssh_port = free_port()
+            self._start_process()
+            try:
+                self._qmp = QmpLink(self.workdir / "qmp.sock", self.name, EVENTS, self._on_event)
+                self.qemu_version = self._qmp.connect(
+                    min(deadline, time.monotonic() + 30), lambda: self.is_on
+                )
+                break
+            except QemuError as exc:
+                self._qmp.close()
+                self._kill()
+                tail = self._stderr_tail()
+                if "host forwarding" not in tail:
+                    raise QemuError(f"QEMU did not start: {tail or exc} (log: {self.stderr_log})") from None
+        else:
+            raise QemuError(f"no free host port for SSH forwarding after 3 tries: {self._stderr_tail()}")
+        self._generation += 1
+        log.info(
+            "%s: QEMU %s (%s; %s), ssh on 127.0.0.1:%d",
+            self.name,
+            self.qemu_version,
+            self.accel.name,
+            self.accel.reason,
+            self.ssh_port,
+        )
+        if self.serial == "pty":
+            chardevs = {c["label"]: c["filename"] for c in self._qmp.execute("query-chardev")}
+            self.pty_path = Path(chardevs["serial0"].removeprefix("pty:"))
+        self._qmp.execute("cont")
+
+    def _start_process(self) -> None:
+        for stale in ("qmp.sock", "console.sock"):
+            (self.workdir / stale).unlink(missing_ok=True)
+        self._expected_exit = False
+        self._died = None
+        command = self._command()
+        self._rtc = RtcClock(self._rtc_start())
+        log.debug("%s: %s", self.name, " ".join(command))
+        with self.stderr_log.open("ab") as stderr:
+            stderr.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(command)}\n".encode())
+            stderr.flush()
+            self._proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,  # Ctrl-C reaches hil, which stops the board in order
+                preexec_fn=die_with_parent,
+            )
+        proc = self._proc
+        threading.Thread(target=self._watch, args=(proc,), daemon=True, name=f"qemu-{self.name}").start()
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        status = proc.wait()
+        if not self._expected_exit and self._died is None and proc not in self._retired:
+            self._died = self._describe_exit(status)
+            log.warning("%s: %s", self.name, self._died)
+
+    def _on_event(self, name: str, data: dict[str, Any]) -> None:
+        """QMP events, on the link's thread: the RTC set by the guest; a reset or power-off to act on.
+
+        Never takes the lock: whoever holds it may be waiting on this thread for a QMP answer.
+        """
+        reason = str(data.get("reason", ""))
+        if name == "RTC_CHANGE" and self._rtc is not None:
+            self._rtc.changed(float(data.get("offset", 0)))
+        elif name == "SHUTDOWN" and self.restarts_on_reset and reason not in HIL_ENDED:
+            self._restarting = reason in RESETS  # before the old process ends: the console waits for it
+            self._shutdowns.put((self._proc, reason))
+
+    def _keep(self) -> None:
+        """Acts on resets and power-offs, on a thread that lives as long as the board: a process started by
+        a thread that then ends would be killed with it (PR_SET_PDEATHSIG follows the thread)."""
+        while (shutdown := self._shutdowns.get()) is not None:
+            self._after_shutdown(*shutdown)
+
+    def _after_shutdown(self, proc: subprocess.Popen[bytes] | None, reason: str) -> None:
+        """A reset: a new process on the same disk, firmware variables and RTC. A guest power-off: QEMU
+        ends, as it would by itself."""
+        with self._lock:
+            try:
+                if proc is None or proc is not self._proc or self._expected_exit:
+                    return  # powered off by hil meanwhile
+                if reason not in RESETS:
+                    self._died = f"the DUT powered itself off (QEMU shutdown: {reason})"
+                    log.warning("%s: %s", self.name, self._died)
+                    self._end_process(grace=5)
+                    return
+                log.info("%s: %s: starting a fresh QEMU process on the same disk", self.name, reason)
+                assert self._rtc is not None
+                self._rtc_carried = self._rtc.base_now()
+                self._retired.add(proc)
+                self._end_process(grace=5)
+                try:
+                    self._launch(time.monotonic() + RESTART_WAIT)
+                except QemuError as exc:
+                    self._died = f"QEMU did not come back after a {reason}: {exc}"
+                    log.error("%s: %s", self.name, self._died)
+            finally:
+                self._restarting = False
+                self._restarted.notify_all()
+
+    def _stderr_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.stderr_log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(line for line in text[-lines:] if not line.startswith("--- "))
+
+    def exit_reason(self) -> str | None:
+        """Why QEMU died, in one line (None while it runs or when hil stopped it)."""
+        proc = self._proc
+        if self._died is None and proc is not None and not self._expected_exit and not self._restarting:
+            # Asked after a failure: a dropped SSH or console link is often seen a moment before the
+            # dead process is reaped, and the cause is worth that moment over the symptom.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.5)
+            quiet = self._died is None and not self._expected_exit and not self._restarting
+            if proc.returncode is not None and quiet and proc not in self._retired:
+                self._died = self._describe_exit(proc.returncode)
+        return self._died
+
+    def _describe_exit(self, status: int) -> str:
+        tail = self._stderr_tail()
+        if "KVM internal error" in tail or "emulation failure" in tail:
+            return (
+                f"QEMU died under KVM (emulation failure): this host's KVM cannot run the guest; "
+                f"use accel: tcg (see {self.stderr_log})"
+            )
+        how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+        return f"QEMU exited unexpectedly ({how}){': ' + tail if tail else ''} (log: {self.stderr_log})"
+
+    def console_transport(self, timeout: float) -> UnixSocketTransport:
+        """A connection to the board's serial console; it follows the board across restarts."""
+        seen = self._generation
+
+        def follow() -> bool:
+            nonlocal seen
+            with self._restarted:
+                self._restarted.wait_for(lambda: not self._restarting, RESTART_WAIT)
+                if self._generation == seen or not self.is_on:
+                    return False
+                seen = self._generation
+                return True
+
+        return UnixSocketTransport(
+            self.console_socket, connect_timeout=timeout, closed_reason=self.exit_reason,
+            follow=follow if self.restarts_on_reset else None,
+        )  # fmt: skip
+
+    def qmp(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10) -> Any:
+        """Run a QMP command on the running board."""
+        if not self.is_on or self._qmp is None:
+            raise QemuError(self.exit_reason() or f"board {self.name} is powered off")
+        return self._qmp.execute(command, arguments, timeout)
+
+    def reset(self) -> None:
+        """Press the reset button (a warm reset of the whole machine)."""
+        self.qmp("system_reset")
+
+    def set_rtc_base(self, base: str) -> None:
+        """Start the board's clock at `base` from the next power-on until the next flash."""
+        if self.is_on:
+            raise QemuError(f"board {self.name} is powered; its RTC base applies from the next power-on")
+        self.rtc_base = base
+
+    def host_address(self) -> str:
+        """The address at which the guest reaches this host (QEMU user networking)."""
+        return SLIRP_HOST
+
+    def set_link(self, up: bool) -> None:
+        """Plug or unplug the board's network cable."""
+        self.qmp("set_link", {"name": "nic0", "up": up})
+
+    @contextlib.contextmanager
+    def capture_network(self, pcap: Path) -> Iterator[Path]:
+        """Record the board's network traffic into a pcap file while inside (QEMU's filter-dump)."""
+        self.qmp("object-add", {"qom-type": "filter-dump", "id": "hil-capture", "netdev": "net0",
+                                "file": str(pcap)})  # fmt: skip
+        try:
+            yield pcap
+        finally:
+            with contextlib.suppress(QemuError):
+                self.qmp("object-del", {"id": "hil-capture"})  # closes the file
+
+    def power_off(self, grace: float = 10.0) -> None:
+        """Cut power: QMP quit, then SIGKILL if QEMU is still there after `grace` seconds."""
+        with self._lock:
+            if self._proc is None:
+                return
+            self._expected_exit = True
+            self._end_process(grace)
+
+    def _end_process(self, grace: float) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if self._qmp is not None:
+            with contextlib.suppress(QemuError):
+                if proc.poll() is None:
+                    self._qmp.execute("quit", timeout=grace)
+            self._qmp.close()
+            self._qmp = None
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self._kill()
+        self._proc = None
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._expected_exit = True
+            self._proc.kill()
+            self._proc.wait()
+
+    def close(self) -> None:
+        """Power off and delete the board's temporary disks; logs stay in artifacts."""
+        self.power_off(grace=2)
+        self._shutdowns.put(None)
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Test results as evidence: pytest's JUnit XML read strictly, allure-results cross-checked against it."""
