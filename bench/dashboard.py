@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hil.runs.record import SessionInfo, run_from_junit
 from hil.runs.store import RunStore
-from tests.dashboard_server import serving
+from tests.support.dashboard_server import serving
 
 DEVICE_TYPES = ("qemux86-64", "raspberrypi4-64", "generic-aarch64")
 SUITES = {"boot": 10, "networking": 7, "time_sync": 8, "hostapp_update": 6}

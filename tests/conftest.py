@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_runs import GatedLab, gated_lab
+from tests.support.fake_runs import GatedLab, gated_lab
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[GatedLab]:
-    """Two recorded runs of one image and a release gated on them (tests/fake_runs.py), per module."""
+    """Two recorded runs of one image and a release gated on them (tests/support/fake_runs.py), per module."""
     # Not tmp_path_factory: the fake console is a Unix socket under the lab, and its path must stay short.
     with tempfile.TemporaryDirectory(prefix="hil-lab-") as root:
         yield gated_lab(Path(root))
@@ -22,7 +22,7 @@ def lab() -> Iterator[GatedLab]:
 @pytest.fixture(scope="module")
 def url(lab: GatedLab) -> Iterator[str]:
     """The base URL of the dashboard serving the lab's store."""
-    from tests.dashboard_server import serving  # uvicorn and the web app: only for tests that serve
+    from tests.support.dashboard_server import serving  # uvicorn and the web app: only for tests that serve
 
     with serving(lab.lab.store) as base:
         yield base

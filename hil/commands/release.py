@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# Start-up speed: each command imports what it runs inside its function, so `hil --help` loads none of it.
 import argparse
 import json
 from pathlib import Path
@@ -142,7 +143,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from hil.commands.run import suite_paths
+    from hil.lab.suites import suite_paths
     from hil.release.catalog import collect
     from hil.release.policy import load_policy
     from hil.runs.store import RunStore

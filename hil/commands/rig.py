@@ -7,6 +7,7 @@ virtual board, which lives in the hil process, stops with the command.
 
 from __future__ import annotations
 
+# Start-up speed: each command imports what it runs inside its function, so `hil --help` loads none of it.
 import argparse
 import os
 import re
@@ -151,7 +152,7 @@ def _leased_dut(args: argparse.Namespace, force: bool | None = None) -> Iterator
 def _power(args: argparse.Namespace) -> int:
     import time
 
-    from hil.capabilities import PowerRelay, SdMuxControl
+    from hil.drivers.capabilities import PowerRelay, SdMuxControl
 
     with _leased_dut(args) as dut:
         rig = dut.rig
@@ -190,7 +191,7 @@ def _flash(args: argparse.Namespace) -> int:
 
     if not args.image.is_file():
         raise HilError(f"image {args.image} does not exist")
-    from hil.capabilities import SdMuxControl
+    from hil.drivers.capabilities import SdMuxControl
 
     with _leased_dut(args) as dut:
         board = dut.board
@@ -222,8 +223,8 @@ def _flash(args: argparse.Namespace) -> int:
 def _console(args: argparse.Namespace) -> int:
     import time
 
-    from hil.capabilities import SdMuxControl
     from hil.console.terminal import interact
+    from hil.drivers.capabilities import SdMuxControl
     from hil.dut.provision import resolve_image
 
     with _leased_dut(args) as dut:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# Start-up speed: each command imports what it runs inside its function, so `hil --help` loads none of it.
 import argparse
 import logging
 import os
@@ -10,10 +11,9 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
 
-from hil.errors import HilError
 from hil.lab.pool import POOL_PREFIX, lease_count, require_healthy, rig_for
 from hil.lab.rig import Rig
-from hil.util.paths import project_dirs
+from hil.lab.suites import suite_paths
 
 log = logging.getLogger("hil.run")
 
@@ -48,20 +48,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--no-gate", action="store_true", help="run the suites but do not gate a release")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: extra pytest arguments")
     run.set_defaults(func=_run)
-
-
-def suite_paths(names: list[str] | None) -> list[Path]:
-    """The suite directories to run: the named ones, or all under the first suites/ directory found."""
-    dirs = project_dirs("suites", "HIL_SUITES_DIR")
-    if not dirs:
-        raise HilError("no suites/ directory found: set HIL_SUITES_DIR, or reinstall hil (it ships them)")
-    available = {p.name: p for p in sorted(dirs[0].iterdir()) if p.is_dir() and any(p.glob("test_*.py"))}
-    if not names:
-        return list(available.values())
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise HilError(f"unknown suite {', '.join(unknown)}; known: {', '.join(available)}")
-    return [available[n] for n in names]
 
 
 def _boards(value: str) -> int | None:

@@ -8,30 +8,42 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
-from hil.capabilities import PowerRelay, SdMuxControl, SerialLine
 from hil.console.transport import Transport
 from hil.console.uart import SerialTransport
+from hil.drivers.capabilities import PowerRelay, SdMuxControl, SerialLine
 from hil.drivers.config_json import write_config_json
 from hil.drivers.flasher import flash_card
 from hil.drivers.power import RelayPower
 from hil.drivers.progress import auto_progress
 from hil.drivers.sdmux import SdMux
-from hil.lab.pool import health, record_health
 
 log = logging.getLogger("hil.autohat")
-_HALF_WRITTEN = "card half-written by a failed flash of"
+
+
+class WriteGuard(Protocol):
+    """Keeps, outside this process, that a card is being written: so that pools skip a rig whose card a
+    dead process left half-written, until a later flash clears it."""
+
+    def writing(self, image: Path) -> None:
+        """The first byte of `image` is about to be written."""
+        ...
+
+    def written(self, image: Path) -> None:
+        """`image` is on the card, verified and configured."""
+        ...
 
 
 class AutohatBoard:
     """Flash through the mux, power through the relay, talk through the serial line."""
 
-    provides = (PowerRelay, SdMuxControl, SerialLine)
+    provides: ClassVar[tuple[type, ...]] = (PowerRelay, SdMuxControl, SerialLine)
 
     def __init__(
         self, name: str, *, power: RelayPower, mux: SdMux, console_port: str, baudrate: int,
         ssh_host: str, ssh_port: int, max_card_bytes: int, device_type: str, off_time: float,
+        guard: WriteGuard,
     ) -> None:  # fmt: skip
         self.name = name
         self.power = power
@@ -43,6 +55,7 @@ class AutohatBoard:
         self.max_card_bytes = max_card_bytes
         self.device_type = device_type
         self.off_time = off_time
+        self.guard = guard
         self.verify = True  # read every written byte back; `hil rig flash --no-verify` turns it off
 
     def flash(self, image: Path, config: dict[str, Any]) -> None:
@@ -58,22 +71,11 @@ class AutohatBoard:
         flash_card(
             image, checked, card.device, max_bytes=self.max_card_bytes, device_type=self.device_type,
             progress=auto_progress(f"flash {self.name}"), verify=self.verify,
-            before_write=lambda: self._mark_half_written(image),
+            before_write=lambda: self.guard.writing(image),
         )  # fmt: skip
         write_config_json(card.device, config, target_check=lambda fd: checked.check_node(card, fd))
-        self._clear_half_written(image)
+        self.guard.written(image)
         self.mux.to_dut()
-
-    def _mark_half_written(self, image: Path) -> None:
-        # A rig already unhealthy for another reason stays so, with that reason, until `hil rig check`.
-        last = health(self.name)
-        if last is None or last.healthy or last.reason.startswith(_HALF_WRITTEN):
-            record_health(self.name, False, f"{_HALF_WRITTEN} {image}; reflash it")
-
-    def _clear_half_written(self, image: Path) -> None:
-        last = health(self.name)
-        if last is not None and not last.healthy and last.reason.startswith(_HALF_WRITTEN):
-            record_health(self.name, True, f"card flashed with {image}")
 
     def power_on(self, deadline: float) -> None:
         """Card to the DUT (a board never boots with its card on the host), then power."""

@@ -18,18 +18,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from hil.capabilities import HostedNetwork
-from hil.drivers.autohat import AutohatBoard
+from hil.drivers.autohat import AutohatBoard, WriteGuard
+from hil.drivers.capabilities import HostedNetwork
 from hil.drivers.card import CardIdentity
 from hil.drivers.fake_sysfs import FakeBlockTree
 from hil.drivers.power import RelayPower
 from hil.drivers.qemu.board import QemuBoard
+from hil.drivers.qemu.machine import Machine
 from hil.drivers.sdmux import GpioSdMux
-from hil.lab.rig import TwinRig
 from hil.util.paths import cache_dir
 
 log = logging.getLogger("hil.twin")
@@ -55,51 +56,71 @@ class TwinPin(MockPin):
         return changed
 
 
+@dataclass(frozen=True)
+class TwinWiring:
+    """What a twin rig file says, as plain values: its QEMU board, relay and mux pins, and the card reader
+    the card file poses as."""
+
+    machine: Machine
+    power_pin: int | str
+    active_high: bool
+    off_time: float
+    mux_pin: int | str
+    host_level: bool
+    card: CardIdentity
+    card_bytes: int
+    device_type: str
+    shutdown_timeout: float
+
+
 class TwinBoard(AutohatBoard):
     """An AutohatBoard whose hardware is a QEMU board, a card file and a pty."""
 
     # What an autohat rig has, and the network of its QEMU board, which hil runs on this host.
     provides = (*AutohatBoard.provides, HostedNetwork)
 
-    def __init__(self, name: str, spec: TwinRig, workdir: Path, artifacts: Path, ssh_guest_port: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: TwinWiring,
+        workdir: Path,
+        artifacts: Path,
+        ssh_guest_port: int,
+        guard: WriteGuard,
+    ) -> None:
         self.spec = spec
         self.lab = FakeBlockTree(workdir / "lab")
         # The card outlives the process, as a real one does: `hil rig flash` then `hil rig console` see it.
         self.card_file = cache_dir() / "twin" / name / "card.img"
         self.card_file.parent.mkdir(parents=True, exist_ok=True)
         self.relay_record = self.card_file.with_name("relay.json")
-        identity = CardIdentity(
-            spec.card.vendor_id, spec.card.product_id, spec.card.serial, spec.card.by_path
-        )
+        identity = spec.card
         self.lab.add_usb_disk(
-            CARD, vendor_id=spec.card.vendor_id or "0bda", product_id=spec.card.product_id or "0109",
-            serial=spec.card.serial or "HIL-TWIN", size_bytes=int(spec.card.max_size), backing=self.card_file,
+            CARD, vendor_id=identity.vendor_id or "0bda", product_id=identity.product_id or "0109",
+            serial=identity.serial or "HIL-TWIN", size_bytes=spec.card_bytes, backing=self.card_file,
         )  # fmt: skip
         self.serial_link = self.lab.dev / "serial/by-id/usb-hil_twin_console-if00-port0"
         self.serial_link.parent.mkdir(parents=True)
-        self.qemu = QemuBoard(name, spec.qemu, workdir, artifacts, ssh_guest_port, serial="pty")
+        self.qemu = QemuBoard(name, spec.machine, workdir, artifacts, ssh_guest_port, serial="pty")
         factory = TwinPinFactory()
-        power_pin = factory.pin(spec.power.pin)
-        mux_pin = factory.pin(spec.sd_mux.pin)
+        power_pin = factory.pin(spec.power_pin)
+        mux_pin = factory.pin(spec.mux_pin)
         factory.listeners[mux_pin] = self._mux_line
         self._mux_pin = mux_pin
         self._mux_line(mux_pin.state)  # the card starts wherever the line rests
-        mux = GpioSdMux(
-            spec.sd_mux.pin, spec.sd_mux.host_level, self.lab.locator(identity), pin_factory=factory
-        )
+        mux = GpioSdMux(spec.mux_pin, spec.host_level, self.lab.locator(identity), pin_factory=factory)
         super().__init__(
             name,
-            power=RelayPower(
-                spec.power.pin, spec.power.active_high, pin_factory=factory, record=self.relay_record
-            ),
+            power=RelayPower(spec.power_pin, spec.active_high, pin_factory=factory, record=self.relay_record),
             mux=mux,
             console_port=str(self.serial_link),
             baudrate=115200,
             ssh_host="127.0.0.1",
             ssh_port=0,
-            max_card_bytes=int(spec.card.max_size),
+            max_card_bytes=spec.card_bytes,
             device_type=spec.device_type,
-            off_time=spec.power.off_time,
+            off_time=spec.off_time,
+            guard=guard,
         )
         factory.listeners[power_pin] = self._power_line
         if self.power.state == "on":  # the relay rests closed, as the last command left it
@@ -112,10 +133,10 @@ class TwinBoard(AutohatBoard):
     @property
     def card_on_host(self) -> bool:
         """Where the mux line puts the card now."""
-        return bool(self._mux_pin.state) == self.spec.sd_mux.host_level
+        return bool(self._mux_pin.state) == self.spec.host_level
 
     def _power_line(self, level: bool) -> None:
-        if level == self.spec.power.active_high:
+        if level == self.spec.active_high:
             # A board whose card is on the host has no disk: it powers up and finds nothing to boot.
             self.qemu.attach_disk(None if self.card_on_host else self.card_file, "raw")
             self.qemu.power_on(time.monotonic() + 60)
@@ -125,15 +146,15 @@ class TwinBoard(AutohatBoard):
             self.serial_link.symlink_to(self.qemu.pty_path)
             log.info("%s: relay closed: board on, console %s", self.name, self.qemu.pty_path)
         else:
-            self.qemu.power_off(self.spec.timeouts.shutdown)
+            self.qemu.power_off(self.spec.shutdown_timeout)
             self.serial_link.unlink(missing_ok=True)  # as udev removes the by-id link of a vanished tty
             log.info("%s: relay open: board off", self.name)
 
     def _mux_line(self, level: bool) -> None:
-        to_host = level == self.spec.sd_mux.host_level
+        to_host = level == self.spec.host_level
         if to_host and self.qemu.is_on:
             log.warning("%s: card pulled from a running board: the board loses power", self.name)
-            self.qemu.power_off(self.spec.timeouts.shutdown)
+            self.qemu.power_off(self.spec.shutdown_timeout)
         self.lab.set_media(CARD, to_host)
 
     def exit_reason(self) -> str | None:

@@ -6,12 +6,27 @@ import hashlib
 import logging
 import shutil
 from pathlib import Path
+from typing import Protocol
+
+from pydantic import SecretStr
 
 from hil.errors import HilError, ToolMissing
-from hil.lab.rig import WifiSpec
 from hil.util.serverproc import ServerProcess
 
 log = logging.getLogger("hil.wifi")
+
+
+class WifiSpec(Protocol):
+    """The access point a rig file describes (`hil.lab.rig.WifiSpec` validates it)."""
+
+    @property
+    def interface(self) -> str: ...
+    @property
+    def ssid(self) -> str: ...
+    @property
+    def psk(self) -> SecretStr: ...
+    @property
+    def channel(self) -> int: ...
 
 
 def hostapd_config(spec: WifiSpec) -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+# Start-up speed: each rig kind's drivers are imported when that kind is used (gpiozero for autohat,
+# qemu.qmp for QEMU), so a run on one kind never loads the others'.
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hil.capabilities import RIG_CAPABILITIES, declared
 from hil.console.transport import Transport
+from hil.drivers.capabilities import RIG_CAPABILITIES, declared
+from hil.lab.pool import HalfWrittenCard
 from hil.lab.rig import Rig
 from hil.os.model import OsProfile
 from hil.util.hostproc import tool
@@ -61,13 +64,15 @@ class BoardKind:
 def _qemu_preflight(rig: Rig) -> None:
     from hil.drivers.qemu.board import preflight
 
-    preflight(rig.spec.qemu)
+    preflight(rig.spec.qemu.to_machine())
 
 
 def _qemu_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     from hil.drivers.qemu.board import QemuBoard
 
-    return QemuBoard(rig.name, rig.spec.qemu, make_workdir(rig.name), artifacts, profile.ssh.port)
+    return QemuBoard(
+        rig.name, rig.spec.qemu.to_machine(), make_workdir(rig.name), artifacts, profile.ssh.port
+    )
 
 
 def _autohat_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
@@ -95,6 +100,7 @@ def _autohat_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
         max_card_bytes=int(card.max_size),
         device_type=rig.device_type,
         off_time=spec.power.off_time,
+        guard=HalfWrittenCard(rig.name),
     )
 
 
@@ -105,7 +111,14 @@ def _autohat_preflight(rig: Rig) -> None:
 def _twin_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     from hil.drivers.twin import TwinBoard
 
-    return TwinBoard(rig.name, rig.spec, make_workdir(rig.name), artifacts, profile.ssh.port)
+    return TwinBoard(
+        rig.name,
+        rig.spec.to_wiring(),
+        make_workdir(rig.name),
+        artifacts,
+        profile.ssh.port,
+        HalfWrittenCard(rig.name),
+    )
 
 
 def _twin_preflight(rig: Rig) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hil.capabilities import PowerRelay, SdMuxControl, SerialLine, provided
+from hil.drivers.capabilities import PowerRelay, SdMuxControl, SerialLine, provided
 from hil.dut.boards import Board
 from hil.dut.dut import Dut, State
 from hil.errors import HilError

@@ -22,11 +22,11 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hil.capabilities import BootSnapshots
 from hil.console.engine import Console
 from hil.console.result import CommandResult
 from hil.console.ssh import HostKeyPin, SshLink, authorize_key_command, generate_key, load_key
 from hil.console.uart import SerialTransport
+from hil.drivers.capabilities import BootSnapshots
 from hil.dut.boards import Board
 from hil.dut.boot_phases import boot_phases
 from hil.errors import (

@@ -8,6 +8,8 @@ from pathlib import Path
 from hil.dut import Dut
 from hil.dut.boards import make_board
 from hil.errors import ImageError
+from hil.images.arch import of_device_type
+from hil.images.builders.reference import build_reference
 from hil.lab.rig import VIRTUAL_KINDS, Rig
 
 log = logging.getLogger("hil.dut.provision")
@@ -21,8 +23,6 @@ def resolve_image(rig: Rig, image: Path | None, version: str = "1.0.0") -> Path:
         return image
     if rig.kind not in VIRTUAL_KINDS:
         raise ImageError(f"rig {rig.name} is a {rig.kind} rig: name the image to flash with --image")
-    from hil.images.builders.arch import of_device_type
-    from hil.images.builders.reference import build_reference
 
     return build_reference(version, arch=of_device_type(rig.device_type), log=log.info).disk
 

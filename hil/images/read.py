@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO, Protocol
 
 from hil.errors import ImageError, ToolMissing
 from hil.util.paths import cache_dir
@@ -37,6 +37,14 @@ _GPT_FAT_TYPES = {
     uuid.UUID("ebd0a0a2-b9e5-4433-87c0-68b6b72699c7"),  # Microsoft basic data (FAT boot partitions)
 }
 _STREAM_ERRORS = (EOFError, OSError, lzma.LZMAError, zlib.error, zipfile.BadZipFile)
+
+
+class _RawStream(Protocol):
+    """What an image's decoder gives: a plain file, a GzipFile, an LZMAFile or a zip member."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+    def tell(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ class Partition:
 class ImageStream:
     """A forward-reading raw view of an image whose decoding errors become ImageError naming the file."""
 
-    def __init__(self, path: Path, raw: BinaryIO) -> None:
+    def __init__(self, path: Path, raw: _RawStream) -> None:
         self.path = path
         self._raw = raw
 
@@ -94,7 +102,7 @@ def open_image(path: Path) -> Iterator[ImageStream]:
         yield ImageStream(path, raw)
 
 
-def _open_raw(path: Path) -> contextlib.AbstractContextManager[BinaryIO]:
+def _open_raw(path: Path) -> contextlib.AbstractContextManager[_RawStream]:
     name = path.name
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
@@ -108,13 +116,13 @@ def _open_raw(path: Path) -> contextlib.AbstractContextManager[BinaryIO]:
 
 
 @contextlib.contextmanager
-def _open_zip_member(path: Path) -> Iterator[BinaryIO]:
+def _open_zip_member(path: Path) -> Iterator[_RawStream]:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
         raise ImageError(f"image {path} is not a valid zip archive: {exc}") from exc
     with archive, archive.open(_zip_member(archive, path)) as member:
-        yield member  # type: ignore[misc]
+        yield member
 
 
 def _zip_member(archive: zipfile.ZipFile, path: Path) -> zipfile.ZipInfo:
@@ -430,7 +438,7 @@ def materialize(path: Path) -> Path:
     return cached
 
 
-def _copy_sparse(path: Path, out: BinaryIO) -> None:
+def _copy_sparse(path: Path, out: IO[bytes]) -> None:
     # Zero blocks become holes: the cached copy costs only the image's real data on disk.
     zeros = bytes(_CHUNK)
     with open_image(path) as stream:

@@ -75,7 +75,7 @@ class Found:
 
 def usb_devices(backend: Any = None) -> list[UsbDevice]:
     """Every USB device pyusb sees; a HilError in one line when this host gives no USB access."""
-    import usb.core
+    import usb.core  # at call time, for start-up speed: only discovery needs pyusb
 
     try:
         return list(usb.core.find(find_all=True, backend=backend))

@@ -29,6 +29,7 @@ from hil.util import yamlconf
 from hil.util.paths import cache_dir, project_dirs
 
 log = logging.getLogger("hil.lab.pool")
+HALF_WRITTEN = "card half-written by a failed flash of"
 
 POOL_PREFIX = "pool:"
 INSTANCE_SEP = "#"
@@ -64,6 +65,26 @@ def record_health(rig: str, healthy: bool, reason: str = "") -> Health:
     tmp.write_text(json.dumps(data) + "\n")
     os.replace(tmp, folder / f"{rig}.json")  # a pool reading at the same moment sees old or new, never half
     return record
+
+
+class HalfWrittenCard:
+    """The rig's health as the guard of its card's writes (`hil.drivers.autohat.WriteGuard`): unhealthy
+    from the first byte written until the card is verified, so pools skip it even if the writer dies."""
+
+    def __init__(self, rig: str) -> None:
+        self.rig = rig
+
+    def writing(self, image: Path) -> None:
+        """Mark the card half-written (a rig already unhealthy for another reason keeps that reason)."""
+        last = health(self.rig)
+        if last is None or last.healthy or last.reason.startswith(HALF_WRITTEN):
+            record_health(self.rig, False, f"{HALF_WRITTEN} {image}; reflash it")
+
+    def written(self, image: Path) -> None:
+        """Clear the mark this guard set; any other reason for ill health stays."""
+        last = health(self.rig)
+        if last is not None and not last.healthy and last.reason.startswith(HALF_WRITTEN):
+            record_health(self.rig, True, f"card flashed with {image}")
 
 
 def health(rig: str) -> Health | None:

@@ -6,7 +6,7 @@ import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,11 +20,16 @@ from pydantic import (
     model_validator,
 )
 
+from hil.drivers.card import CardIdentity
+from hil.drivers.qemu.machine import Machine
 from hil.errors import RigConfigError
 from hil.os.loader import load_inline
 from hil.os.model import OsProfile
 from hil.util import yamlconf
 from hil.util.paths import project_dirs
+
+if TYPE_CHECKING:
+    from hil.drivers.twin import TwinWiring
 
 
 class _Strict(BaseModel):
@@ -50,6 +55,10 @@ class QemuSpec(_Strict):
     cpus: PositiveInt = 1
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     rtc_base: str | None = Field(None, description="QEMU -rtc base=..., e.g. 2020-01-01T00:00:00")
+
+    def to_machine(self) -> Machine:
+        """The QEMU driver's plain values."""
+        return Machine(**self.model_dump())
 
 
 class Credentials(_Strict):
@@ -196,6 +205,28 @@ class TwinRig(_RigBase):
     sd_mux: MuxSpec
     card: CardSpec
 
+    def to_wiring(self) -> TwinWiring:
+        """The twin driver's plain values."""
+        from hil.drivers.twin import TwinWiring  # at call time, for start-up speed: twin.py loads gpiozero
+
+        card = self.card
+        if self.sd_mux.pin is None:
+            raise RigConfigError(
+                f"a twin's sd_mux is a GPIO line on mock pins: give it `pin` ({self.sd_mux})"
+            )
+        return TwinWiring(
+            machine=self.qemu.to_machine(),
+            power_pin=self.power.pin,
+            active_high=self.power.active_high,
+            off_time=self.power.off_time,
+            mux_pin=self.sd_mux.pin,
+            host_level=self.sd_mux.host_level,
+            card=CardIdentity(card.vendor_id, card.product_id, card.serial, card.by_path),
+            card_bytes=int(card.max_size),
+            device_type=self.device_type,
+            shutdown_timeout=self.timeouts.shutdown,
+        )
+
 
 # Kinds whose board hil itself provides (no hardware): they can boot the reference image by default.
 VIRTUAL_KINDS = ("qemu", "twin")
@@ -253,7 +284,7 @@ def load_rig(name_or_path: str | Path) -> Rig:
     data, lines = yamlconf.read_yaml(path, RigConfigError)
     if not isinstance(data, dict):
         raise RigConfigError(f"{path}:1: a rig file is a mapping of fields (kind, device_type, ...)")
-    spec = yamlconf.validate(RigSpec, data, lines, path, RigConfigError)  # type: ignore[arg-type]
+    spec = yamlconf.validate(RigSpec, data, lines, path, RigConfigError)
     credentials = {k: v for k, v in (data.get("credentials") or {}).items() if v is not None}
     profile = load_inline(data.get("os", spec.os), default_name=path.stem, where=path, lines=lines,
                           credentials=credentials)  # fmt: skip

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from hil.capabilities import NAMES as CAPABILITY_NAMES
 from hil.console.transcript import read_clean
+from hil.drivers.capabilities import NAMES as CAPABILITY_NAMES
 from hil.dut import Dut
 from hil.dut.boards import preflight, rig_capabilities
 from hil.errors import HilError, Unsupported
@@ -253,7 +253,7 @@ def _hil_evidence(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def _attach(name: str, text: str) -> None:
     with contextlib.suppress(ImportError):
-        import allure
+        import allure  # at call time, for start-up speed: only a failing test attaches
 
         allure.attach(text, name=name, attachment_type=allure.attachment_type.TEXT)
 

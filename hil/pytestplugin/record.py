@@ -19,6 +19,9 @@ from hil.errors import HilError
 from hil.pytestplugin.session import RUN, hil_run
 from hil.pytestplugin.xdist import worker_id
 from hil.results.junit import CONSOLE_PROPERTY
+from hil.results.model import Unreadable
+from hil.runs.record import SessionInfo, run_from_junit
+from hil.runs.store import RunStore
 
 _STORE = pytest.StashKey[Any]()
 _START = pytest.StashKey[int]()
@@ -50,7 +53,6 @@ def pytest_configure(config: pytest.Config) -> None:
     make sure the session writes the JUnit file the record is made from."""
     if not _recording(config) or worker_id(config) is not None:
         return
-    from hil.runs.store import RunStore
 
     if config.getini("junit_family") != "xunit1":
         raise pytest.UsageError(
@@ -110,8 +112,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     store = config.stash.get(_STORE, None)
     if store is None:
         return
-    from hil.results.read import Unreadable
-    from hil.runs.record import SessionInfo, run_from_junit
 
     run = config.stash[RUN]
     alluredir = config.getoption("allure_report_dir", None)

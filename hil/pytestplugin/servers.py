@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from hil.drivers.capabilities import HostedNetwork
+from hil.dut.boards import rig_has
 from hil.errors import HilError
 from hil.lab.rig import Rig
 from hil.services.dns import DnsServer
@@ -46,8 +48,6 @@ SLIRP = RigNetwork("qemu-user", "10.0.2.2", ipaddress.IPv4Network("10.0.2.0/24")
 @pytest.fixture(scope="session")
 def rig_network(rig: Rig) -> RigNetwork:
     """The rig's network, for rigs whose network hil runs end to end (its board has a hosted network)."""
-    from hil.capabilities import HostedNetwork
-    from hil.dut.boards import rig_has
 
     if rig_has(rig, HostedNetwork):
         return SLIRP

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from hil.lab.pool import rig_for
 from hil.pytestplugin.xdist import from_controller
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ class HilRun:
     def rig_definition(self) -> Rig:
         """The rig --rig names (a pool's first), without leasing it: for what it offers, not to use it."""
         if self.rig is None:
-            from hil.lab.pool import rig_for
-
             self.rig = rig_for(self.rig_arg)
         return self.rig
 

@@ -16,7 +16,6 @@ from hil.errors import GateRefused, HilError
 from hil.images.hash import image_sha256
 from hil.release import report
 from hil.release.catalog import Catalog
-from hil.release.db import default_store_path
 from hil.release.gate import REFUSED, Decision, evaluate
 from hil.release.policy import load_policy
 from hil.release.sessions import Subject
@@ -32,7 +31,11 @@ from hil.release.store import (
     ReleaseImage,
     ReleaseStore,
 )
-from hil.results.read import RecordedJunit, read_results
+from hil.results.model import RecordedJunit
+from hil.results.read import read_results
+from hil.runs.store import RunStore
+from hil.runs.trends import SHOWN, boot_plot
+from hil.store.db import default_store_path
 from hil.util.paths import cache_dir
 
 # What the report says while the store has not answered yet.
@@ -223,8 +226,6 @@ def gate_run(
 def boot_plots(store: ReleaseStore, device_types: Sequence[str]) -> list[str]:
     """The dashboard's boot-time plot for each gated device type, from the runs recorded in the sqlite
     store (the release store's file, or the default one when releases live elsewhere); none without it."""
-    from hil.runs.store import RunStore
-    from hil.runs.trends import SHOWN, boot_plot
 
     path = store.path if isinstance(store, SqliteStore) else default_store_path()
     if not path.is_file():

@@ -22,7 +22,7 @@ import pytest
 from _pytest.junitxml import mangle_test_address  # the names pytest's JUnit writer gives a test
 
 from hil.errors import HilError
-from hil.results.read import local_test_id
+from hil.results.model import local_test_id
 
 _OUT = "HIL_CATALOG_OUT"
 

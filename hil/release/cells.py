@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hil.release.policy import Policy, SuiteRule
-from hil.results.read import ERROR, FAILED, PASSED, SKIPPED, Attempt
+from hil.results.model import ERROR, FAILED, PASSED, SKIPPED, Attempt
 
 CELL_PASSED, CELL_FAILED, CELL_MISSING, CELL_TOO_FEW = "passed", "failed", "missing", "too few"
 CELL_INCOMPLETE, CELL_NOT_APPLICABLE = "incomplete", "not applicable"

@@ -12,7 +12,7 @@ from hil.release.catalog import Catalog
 from hil.release.cells import CELL_NOT_APPLICABLE, CELL_PASSED, Cell, judge_cell
 from hil.release.policy import Policy
 from hil.release.sessions import Subject, judge_sessions, latest_attempts
-from hil.results.read import Attempt, ResultSet
+from hil.results.model import Attempt, ResultSet
 
 FINAL, REFUSED = "final", "refused"
 

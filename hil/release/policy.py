@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from hil.errors import RigConfigError
 from hil.os import FEATURES
-from hil.results.read import Unreadable, read_bounded
+from hil.results.model import Unreadable, read_bounded
 from hil.util import yamlconf
 from hil.util.paths import shipped
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from hil.results.read import PASSED, SEVERITY, SKIPPED, Attempt, Session, parse_time
+from hil.results.model import PASSED, SEVERITY, SKIPPED, Attempt, Session, parse_time
 
 # How far a CI agent's clock may run ahead of the gate's before its start times stop being evidence.
 CLOCK_SKEW = timedelta(minutes=2)

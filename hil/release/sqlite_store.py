@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hil.errors import GateRefused, HilError
-from hil.release.db import Database
-from hil.release.db import default_store_path as default_store_path  # where it always was
 from hil.release.store import (
     ALREADY_FINAL,
     DRAFT,
@@ -24,6 +22,8 @@ from hil.release.store import (
     checked_version,
     release_id,
 )
+from hil.store.db import Database
+from hil.store.db import default_store_path as default_store_path  # where it always was
 
 _INSERT = (
     "INSERT INTO releases (version, device_types, status, created, images) "

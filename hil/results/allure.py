@@ -11,16 +11,7 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from hil.results.read import (
-    ERROR,
-    FAILED,
-    MAX_ALLURE_BYTES,
-    PASSED,
-    SKIPPED,
-    Attempt,
-    Reader,
-    Unreadable,
-)
+from hil.results.model import ERROR, FAILED, MAX_ALLURE_BYTES, PASSED, SKIPPED, Attempt, Reader, Unreadable
 
 # allure statuses: "broken" is an error outside an assertion, "unknown" means the run did not finish it.
 _STATUS = {"passed": PASSED, "failed": FAILED, "broken": ERROR, "skipped": SKIPPED, "unknown": ERROR}

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from hil.images.hash import SHA256
-from hil.results.read import (
+from hil.results.model import (
     ERROR,
     FAILED,
     MAX_JUNIT_BYTES,
@@ -231,7 +231,7 @@ def _session(
     missing = [f"{where} has no {name} property; {why}" for name, why in _NEEDED.items() if not one.get(name)]
     if missing:
         return None, missing
-    started = one.get("hil.started") or testsuite.get("timestamp", "")
+    started = one.get("hil.started", "") or testsuite.get("timestamp", "")
     sha, status, source = one["hil.image_sha256"], one["hil.exitstatus"], one["hil.device_type_source"]
     checks = (
         (SHA256.fullmatch(sha), f"hil.image_sha256 {sha[:80]!r} is not a sha256"),

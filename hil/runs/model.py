@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hil.results.read import ERROR, FAILED, PASSED, SKIPPED
+from hil.results.model import ERROR, FAILED, PASSED, SKIPPED
 
 
 @dataclass(frozen=True)

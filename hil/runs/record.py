@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hil.results.junit import read_recorded_junit
-from hil.results.read import (
+from hil.results.model import (
     MAX_JUNIT_BYTES,
     Attempt,
     Reader,

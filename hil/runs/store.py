@@ -14,11 +14,12 @@ import sqlite3
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from hil.errors import HilError
-from hil.release.db import Database
-from hil.results.read import PASSED, SKIPPED, RecordedJunit
+from hil.results.model import PASSED, SKIPPED, RecordedJunit
 from hil.runs.model import Run, RunFacts, RunSummary, TestResult
+from hil.store.db import Database
 
 _SUMMARY = (
     "id, run_id, started, finished, rig, device_type, image, image_sha256, os_version, os_profile, "
@@ -151,14 +152,15 @@ class RunStore:
         with self.db.transaction(read_only=True) as db:
             row = _find(db, run_id, self.path)
             tests = db.execute("SELECT * FROM tests WHERE run = ? ORDER BY id", (row["id"],)).fetchall()
-        facts = json.loads(row["facts"])
+        facts: dict[str, Any] = json.loads(row["facts"])
         facts.pop("suites", None)
+        fact_fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in facts.items()}
         return Run(
             id=row["id"], run_id=row["run_id"], started=row["started"], finished=row["finished"],
             rig=row["rig"], device_type=row["device_type"], image=row["image"],
             image_sha256=row["image_sha256"], os_version=row["os_version"], os_profile=row["os_profile"],
             exitstatus=row["exitstatus"], tests=tuple(_test(t) for t in tests),
-            facts=RunFacts(**{k: tuple(v) if isinstance(v, list) else v for k, v in facts.items()}),
+            facts=RunFacts(**fact_fields),
             junit_path=row["junit_path"], junit_sha256=row["junit_sha256"], boot_seconds=row["boot_seconds"],
         )  # fmt: skip
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from hil.results.read import parse_time
+from hil.results.model import parse_time
 from hil.runs.model import RunSummary
 from hil.util.plots import Series, plot_svg
 

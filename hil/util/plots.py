@@ -40,6 +40,7 @@ def plot_svg(
     title: str, ylabel: str, series: Sequence[Series], *, stacked: bool = False, width: float = 7.5
 ) -> str:
     """A time plot of `series` as a self-contained `<svg>` element (stacked bands when `stacked`)."""
+    # At call time, for start-up speed: matplotlib takes about a second to import.
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 

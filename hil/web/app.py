@@ -20,11 +20,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from hil.errors import HilError
-from hil.release.db import default_store_path
 from hil.release.sqlite_store import SqliteStore
 from hil.runs import trends
 from hil.runs.model import Run
 from hil.runs.store import RunStore
+from hil.store.db import default_store_path
 from hil.web import files, lab
 
 _HERE = Path(__file__).resolve().parent

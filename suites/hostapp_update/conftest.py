@@ -67,7 +67,7 @@ def _plan(rig: Rig, image: Path, bundle: Path | None) -> UpdatePlan:
         return UpdatePlan(image, bundle, read_info(image).version, version, manifest)
     if rig.kind not in VIRTUAL_KINDS:
         raise ImageError(f"rig {rig.name} is a {rig.kind} rig: name the update with --update-bundle")
-    from hil.images.builders.arch import of_device_type
+    from hil.images.arch import of_device_type
     from hil.images.builders.reference import build_reference
 
     target = read_info(image).version
@@ -95,7 +95,7 @@ def variant_bundle(rig: Rig, update_plan: UpdatePlan) -> Callable[[str], Path]:
     """Build the target version's bundle of a deliberately broken reference variant (skips elsewhere)."""
 
     def build(variant: str) -> Path:
-        from hil.images.builders.arch import for_device_type
+        from hil.images.arch import for_device_type
         from hil.images.builders.reference import build_reference
 
         arch = for_device_type(rig.device_type)

@@ -22,16 +22,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from hil.capabilities import BootSnapshots, HostedNetwork, LinkControl, NetworkCapture, RtcControl
 from hil.console.unix_socket import UnixSocketTransport
+from hil.drivers.capabilities import BootSnapshots, HostedNetwork, LinkControl, NetworkCapture, RtcControl
 from hil.drivers.qemu.accel import Accel, pick_accel
 from hil.drivers.qemu.disks import DiskSet, DiskSets
+from hil.drivers.qemu.machine import Machine
 from hil.drivers.qemu.qmp import QmpLink
 from hil.drivers.qemu.rtc import RtcClock
 from hil.errors import QemuError, ToolMissing
-from hil.images.builders.arch import ARCHES
+from hil.images.arch import ARCHES
 from hil.images.read import materialize
-from hil.lab.rig import QemuSpec
 from hil.util.hostproc import die_with_parent, free_port, tool
 
 log = logging.getLogger("hil.qemu")
@@ -49,7 +49,7 @@ RESTART_WAIT = 30.0  # for a new process to take over after a reset
 Shutdown = tuple["subprocess.Popen[bytes] | None", str]  # the process that stopped, and QEMU's reason
 
 
-def preflight(spec: QemuSpec) -> None:
+def preflight(spec: Machine) -> None:
     """Fail before anything starts when a host program or the firmware a virtual board needs is missing."""
     arch = ARCHES[spec.arch]
     tool(f"qemu-system-{spec.arch}", arch.qemu_package)
@@ -67,7 +67,7 @@ class QemuBoard:
     provides = (LinkControl, NetworkCapture, RtcControl, HostedNetwork, BootSnapshots)
 
     def __init__(
-        self, name: str, spec: QemuSpec, workdir: Path, artifacts: Path, ssh_guest_port: int,
+        self, name: str, spec: Machine, workdir: Path, artifacts: Path, ssh_guest_port: int,
         *, serial: Literal["socket", "pty"] = "socket",
     ) -> None:  # fmt: skip
         self.name = name

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hil.errors import ImageError
-from hil.images.builders import arch as arches
+from hil.images import arch as arches
+from hil.images.arch import Arch
 from hil.images.builders import disk, kernel, rootfs
-from hil.images.builders.arch import Arch
 from hil.images.builders.bundle import write_bundle
 from hil.images.builders.cache import building, images_dir
 from hil.images.builders.cpio import write_newc

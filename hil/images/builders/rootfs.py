@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 from hil.errors import ImageError
+from hil.images.arch import Arch
 from hil.images.builders import bootenv, elf, kernel
-from hil.images.builders.arch import Arch
 from hil.images.builders.tools import run
 
 FILES = Path(__file__).parent / "files"

@@ -1,0 +1,1 @@
+"""The embedded store: one sqlite file that holds releases, decisions and runs, with its schema version."""

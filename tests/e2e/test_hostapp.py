@@ -1,0 +1,43 @@
+"""End to end on a real QEMU board: the hostapp_update suite passes on the reference image, every one of its
+tests ran (none skipped), it updated from the version before to the image under test, and no QEMU or
+temporary disk outlives it. One inner run: the suite reboots a dozen times and costs minutes under TCG."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.support.e2e import leftover_disks, qemu_pids, reference_disk, run_suites
+
+pytestmark = [pytest.mark.qemu, pytest.mark.slow]
+
+EXPECTED_TESTS = {
+    "test_update_lands_in_the_other_root_and_keeps_data_and_config",
+    "test_update_twice_returns_to_the_first_root",
+    "test_update_whose_health_check_fails_rolls_back",
+    "test_update_that_never_boots_rolls_back_and_a_good_update_then_lands",
+    "test_update_whose_kernel_panics_rolls_back",
+    "test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds[first-write]",
+    "test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds[rewrite-of-a-pending-update]",
+    "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[foreign-device-type]",
+    "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[truncated]",
+}
+
+
+@pytest.mark.timeout(1800)
+def test_hostapp_update_suite_passes_on_the_reference_image(tmp_path: Path) -> None:
+    disk = reference_disk()
+    out, junit = run_suites(tmp_path, "qemu-x86_64", disk, "suites/hostapp_update", timeout=1700)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    root = ET.parse(junit).getroot()
+    cases = list(root.iter("testcase"))
+    assert {case.get("name") for case in cases} == EXPECTED_TESTS
+    assert not [case.get("name") for case in cases if case.find("skipped") is not None]
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert props["hil.os_version"] == "1.0.0"
+    assert "-0.0.0-healthy.img" in props["hil.update_base"]
+    assert props["hil.suite"] == "hostapp_update"
+    assert qemu_pids(tmp_path) == []
+    assert leftover_disks(tmp_path) == []
