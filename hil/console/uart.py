@@ -37,7 +37,7 @@ class SerialTransport:
         self._lost_at: float | None = None
         self._closed = False
         try:
-            self._port: serial.SerialBase | None = self._open()
+            self._port: serial.Serial | None = self._open()
         except (serial.SerialException, OSError) as exc:
             raise ConsoleClosed(f"serial console {self.url} cannot be opened: {exc}") from exc
         log.info("serial console %s open at %d baud", self.url, baudrate)
@@ -81,7 +81,7 @@ class SerialTransport:
             self._port = None
             log.info("serial console %s closed", self.url)
 
-    def _open(self) -> serial.SerialBase:
+    def _open(self) -> serial.Serial:
         return serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0)
 
     def _lose(self, exc: Exception) -> None:
@@ -93,7 +93,7 @@ class SerialTransport:
         self._port = None
         self._lost_at = time.monotonic()
 
-    def _reconnect(self, until: float | None) -> serial.SerialBase | None:
+    def _reconnect(self, until: float | None) -> serial.Serial | None:
         """Reopen the port, trying until `until` (None: the reconnect deadline); None while not back."""
         if self._closed:
             raise ConsoleClosed(f"serial console {self.url} was closed")

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from hil.drivers.card import CardLocator
 from hil.drivers.progress import Progress, auto_progress
@@ -315,9 +315,13 @@ def _data_runs(data: bytes) -> list[tuple[int, int]]:
     return runs
 
 
+# What the producer thread hands over: an item, the end of the items, or what it raised.
+_Slot = tuple[Literal["item"], T] | tuple[Literal["end"], None] | tuple[Literal["error"], BaseException]
+
+
 def _in_background(items: Iterator[T]) -> Iterator[T]:
     """Run a producer in a thread, a few items ahead, so reading and hashing overlap writing."""
-    slots: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=_QUEUE_DEPTH)
+    slots: queue.Queue[_Slot[T]] = queue.Queue(maxsize=_QUEUE_DEPTH)
     stop = threading.Event()
 
     def produce() -> None:
@@ -337,12 +341,12 @@ def _in_background(items: Iterator[T]) -> Iterator[T]:
     worker.start()
     try:
         while True:
-            kind, value = slots.get()
-            if kind == "end":
+            slot = slots.get()
+            if slot[0] == "end":
                 return
-            if kind == "error":
-                raise value  # type: ignore[misc]
-            yield value  # type: ignore[misc]
+            if slot[0] == "error":
+                raise slot[1]
+            yield slot[1]
     finally:
         stop.set()
         with contextlib.suppress(queue.Empty):

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -83,7 +84,7 @@ class TerminalProgress:
         self.label = label
         self.console = console
         self._bar: RichBar | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def start(self, phase: str, total: int | None) -> None:
         """Draw a new bar for the phase."""

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hil.console.transport import Transport
-from hil.drivers.capabilities import RIG_CAPABILITIES, declared
+from hil.drivers.capabilities import RIG_CAPABILITIES, capability_name, declared
 from hil.lab.pool import HalfWrittenCard
-from hil.lab.rig import Rig
+from hil.lab.rig import AutohatRig, QemuRig, Rig, TwinRig
 from hil.os.model import OsProfile
 from hil.util.hostproc import tool
 from hil.util.workdir import make_workdir
@@ -64,12 +64,14 @@ class BoardKind:
 def _qemu_preflight(rig: Rig) -> None:
     from hil.drivers.qemu.board import preflight
 
+    assert isinstance(rig.spec, QemuRig | TwinRig)  # only qemu and twin rigs come here (BOARD_KINDS)
     preflight(rig.spec.qemu.to_machine())
 
 
 def _qemu_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     from hil.drivers.qemu.board import QemuBoard
 
+    assert isinstance(rig.spec, QemuRig)  # only qemu rigs come here (BOARD_KINDS)
     return QemuBoard(
         rig.name, rig.spec.qemu.to_machine(), make_workdir(rig.name), artifacts, profile.ssh.port
     )
@@ -82,13 +84,16 @@ def _autohat_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     from hil.drivers.sdmux import GpioSdMux, UsbSdMux
 
     spec = rig.spec
+    assert isinstance(spec, AutohatRig)  # only autohat rigs come here (BOARD_KINDS)
     card = spec.card
     locator = CardLocator(CardIdentity(card.vendor_id, card.product_id, card.serial, card.by_path))
-    mux: SdMux = (
-        GpioSdMux(spec.sd_mux.pin, spec.sd_mux.host_level, locator)
-        if spec.sd_mux.type == "gpio"
-        else UsbSdMux(spec.sd_mux.control, locator)
-    )
+    mux: SdMux
+    if spec.sd_mux.type == "gpio":
+        assert spec.sd_mux.pin is not None  # MuxSpec refuses a gpio mux without its pin
+        mux = GpioSdMux(spec.sd_mux.pin, spec.sd_mux.host_level, locator)
+    else:
+        assert spec.sd_mux.control is not None  # and a usb mux without its control node
+        mux = UsbSdMux(spec.sd_mux.control, locator)
     return AutohatBoard(
         rig.name,
         power=RelayPower(spec.power.pin, spec.power.active_high, record=relay_record(spec.power.pin)),
@@ -111,6 +116,7 @@ def _autohat_preflight(rig: Rig) -> None:
 def _twin_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     from hil.drivers.twin import TwinBoard
 
+    assert isinstance(rig.spec, TwinRig)  # only twin rigs come here (BOARD_KINDS)
     return TwinBoard(
         rig.name,
         rig.spec.to_wiring(),
@@ -162,7 +168,7 @@ def rig_capabilities(rig: Rig) -> frozenset[str]:
 
 def rig_has(rig: Rig, capability: type) -> bool:
     """Whether the rig has `capability` (a protocol from hil.capabilities), without building its board."""
-    return capability.name in rig_capabilities(rig)  # type: ignore[attr-defined]
+    return capability_name(capability) in rig_capabilities(rig)
 
 
 def preflight(rig: Rig) -> None:

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Literal
 
 from hil.console.engine import Console
 
-PHASES = ("firmware", "bootloader", "kernel", "init", "login")
+MarkedPhase = Literal["bootloader", "kernel", "init"]
+# The phases that a console marker begins (the OS profile's `boot.phase_markers`), in boot order.
+MARKED: tuple[MarkedPhase, ...] = ("bootloader", "kernel", "init")
 
 
 def boot_phases(
     console: Console,
     since: int,
-    markers: Mapping[str, str],
+    markers: Mapping[MarkedPhase, str],
     *,
     begun: float,
     prompted: float | None,
@@ -33,7 +36,7 @@ def boot_phases(
     text = console.text_since(since)
     starts = [("firmware", begun)]
     at = 0
-    for name in PHASES[1:-1]:
+    for name in MARKED:
         if name in markers and (match := re.compile(markers[name], re.MULTILINE).search(text, at)):
             starts.append((name, max(starts[-1][1], console.seconds_at(since + match.start()))))
             at = match.end()

@@ -24,7 +24,8 @@ class Step:
 
 
 def _power(board: Board) -> str:
-    switched = provided(board, PowerRelay)
+    # mypy takes no protocol class where type[C] is expected (python/mypy#4717).
+    switched = provided(board, PowerRelay)  # type: ignore[type-abstract]
     if switched is None:
         return "no relay on this rig (virtual board)"
     power = switched.relay()
@@ -39,7 +40,8 @@ def _power(board: Board) -> str:
 
 
 def _mux(board: Board) -> str:
-    muxed = provided(board, SdMuxControl)
+    # mypy takes no protocol class where type[C] is expected (python/mypy#4717).
+    muxed = provided(board, SdMuxControl)  # type: ignore[type-abstract]
     if muxed is None:
         return "no SD mux on this rig (virtual board)"
     mux = muxed.sd_mux()
@@ -51,7 +53,8 @@ def _mux(board: Board) -> str:
 
 
 def _serial(board: Board) -> str:
-    if provided(board, SerialLine) is None:
+    # mypy takes no protocol class where type[C] is expected (python/mypy#4717).
+    if provided(board, SerialLine) is None:  # type: ignore[type-abstract]
         return "console is QEMU's serial socket (checked by the boot)"
     board.power_on(time.monotonic() + 30)
     transport = board.console_transport(10)

@@ -284,7 +284,7 @@ def load_rig(name_or_path: str | Path) -> Rig:
     data, lines = yamlconf.read_yaml(path, RigConfigError)
     if not isinstance(data, dict):
         raise RigConfigError(f"{path}:1: a rig file is a mapping of fields (kind, device_type, ...)")
-    spec = yamlconf.validate(RigSpec, data, lines, path, RigConfigError)
+    spec: RigSpec = yamlconf.validate(RigSpec, data, lines, path, RigConfigError)
     credentials = {k: v for k, v in (data.get("credentials") or {}).items() if v is not None}
     profile = load_inline(data.get("os", spec.os), default_name=path.stem, where=path, lines=lines,
                           credentials=credentials)  # fmt: skip

@@ -9,6 +9,7 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -54,7 +55,10 @@ def rig_network(rig: Rig) -> RigNetwork:
     pytest.skip(f"rig {rig.name} ({rig.kind}) is on a lab network hil does not run; no rig-side servers")
 
 
-def _started(server: NtpServer | DnsServer | HttpServer) -> NtpServer | DnsServer | HttpServer:
+Server = TypeVar("Server", NtpServer, DnsServer, HttpServer)
+
+
+def _started(server: Server) -> Server:
     try:
         return server.start()
     except HilError as exc:

@@ -52,6 +52,7 @@ class DeviceTypeRule(BaseModel):
     suites: dict[str, SuiteRule] = Field(min_length=1)
 
 
+# A Literal built at import from the features hil knows: pydantic checks it, mypy cannot read it as a type.
 OsFeature = Literal[tuple(sorted(FEATURES))]  # type: ignore[valid-type]
 
 
@@ -61,6 +62,7 @@ class OsProfileRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # OS features this profile may lack: a test skipped because the OS lacks one of them does not refuse.
+    # (OsFeature is a run-time Literal, see above.)
     may_lack: list[OsFeature] = Field(min_length=1)  # type: ignore[valid-type]
 
 

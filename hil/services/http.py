@@ -59,14 +59,16 @@ class _Handler(SimpleHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.wfile = _CountingWriter(self.wfile)
+        self.counter = _CountingWriter(self.wfile)
+        # A stand-in that forwards everything but write() to the real stream, not a BufferedIOBase itself.
+        self.wfile = self.counter  # type: ignore[assignment]
 
     def copyfile(self, source: Any, outputfile: Any) -> None:
         start = time.monotonic()
-        before = self.wfile.sent
+        before = self.counter.sent
         shutil.copyfileobj(source, outputfile, 1 << 16)
         outputfile.flush()
-        self.server.record(Transfer(self.path, self.wfile.sent - before, time.monotonic() - start))
+        self.server.record(Transfer(self.path, self.counter.sent - before, time.monotonic() - start))
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)

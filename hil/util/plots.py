@@ -58,14 +58,18 @@ def plot_svg(
         ax.set_xticks([])
         ax.set_yticks([])
     elif stacked:
+        # matplotlib's date converter takes the datetimes as they are; its stubs know only numbers, arrays.
         times = [t for t, _ in drawn[0].points]
         ax.stackplot(
-            times, *[[v for _, v in s.points] for s in drawn], labels=[s.label for s in drawn], alpha=0.85
+            times,  # type: ignore[arg-type]
+            *[[v for _, v in s.points] for s in drawn],
+            labels=[s.label for s in drawn],
+            alpha=0.85,
         )
     else:
         for s in drawn:
             times, values = [t for t, _ in s.points], [v for _, v in s.points]
-            ax.plot(times, values, label=s.label, linewidth=1.2, marker=".", markersize=3)
+            ax.plot(times, values, label=s.label, linewidth=1.2, marker=".", markersize=3)  # type: ignore[arg-type]
     if drawn:
         locator = AutoDateLocator()
         ax.xaxis.set_major_locator(locator)

@@ -12,7 +12,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -134,6 +134,7 @@ class _Builder:
         return self.root, self.lines
 
     def _take(self, event: yaml.Event) -> None:
+        assert event.start_mark is not None  # the parser marks every event with where it starts
         line = event.start_mark.line + 1
         if isinstance(event, yaml.DocumentStartEvent):
             self.documents += 1
@@ -161,6 +162,7 @@ class _Builder:
         if isinstance(event, yaml.ScalarEvent):
             self._attach(self._scalar(event, at, line))
             return
+        assert isinstance(event, yaml.CollectionStartEvent)  # an alias was refused by _no_anchor
         tag = event.tag
         if tag not in (None, "!", _COLLECTION_TAGS[type(event)]):
             self._refuse(line, at, f"the tag {_short(tag)} is not allowed")
@@ -190,7 +192,8 @@ class _Builder:
             tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
         if tag not in _SCALAR_TAGS:
             self._refuse(line, at, f"the tag {_short(tag)} is not allowed")
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        # libyaml's events carry its own Mark class, which the stubs keep apart from yaml.error.Mark.
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)  # type: ignore[arg-type]
         try:
             return self.loader.construct_object(node)
         except Exception:  # any failure of the tag's own constructor means the text is not of that type
@@ -207,7 +210,7 @@ class _Builder:
             parent.value[parent.key] = value
             parent.key = _NO_KEY
 
-    def _refuse(self, line: int, at: Key, problem: str) -> None:
+    def _refuse(self, line: int, at: Key, problem: str) -> NoReturn:
         raise self.error(f"{self.path}:{line}: {_field(at)}: {problem}")
 
 
