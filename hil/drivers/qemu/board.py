@@ -6,6 +6,9 @@ several times slower in its bootloader and early kernel: GRUB took 4.0 s to load
 after a warm reset against 0.4 s from a cold start (the reference image, measured here), which on an
 update suite's twenty reboots is over a minute. A rig that emulates a physical console line (serial
 "pty": a new process would change the tty under it) keeps QEMU's warm reset.
+
+The processes' life cycle (power on and off, restarts, deaths, an expected guest power-off) is one
+state machine, `process.Lifecycle`; this module says how a process is made and what its events mean.
 """
 
 from __future__ import annotations
@@ -13,12 +16,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import queue
+import re
 import shutil
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,12 +29,13 @@ from hil.drivers.capabilities import BootSnapshots, HostedNetwork, LinkControl, 
 from hil.drivers.qemu.accel import Accel, pick_accel
 from hil.drivers.qemu.disks import DiskSet, DiskSets
 from hil.drivers.qemu.machine import Machine
-from hil.drivers.qemu.qmp import QmpLink
+from hil.drivers.qemu.process import Lifecycle, State, spawn
+from hil.drivers.qemu.qmp import EventHandler, QmpLink
 from hil.drivers.qemu.rtc import RtcClock
 from hil.errors import QemuError, ToolMissing
 from hil.images.arch import ARCHES
 from hil.images.read import materialize
-from hil.util.hostproc import die_with_parent, free_port, tool
+from hil.util.hostproc import free_port, tool
 
 log = logging.getLogger("hil.qemu")
 
@@ -43,10 +46,12 @@ SNAPSHOT = "hil-booted"  # the name of the one snapshot a disk set holds
 # does a guest power-off (hil then ends the process, as QEMU would have).
 RESET_AS_RESTART = ("-action", "reboot=shutdown,shutdown=pause")
 EVENTS = ("SHUTDOWN", "RTC_CHANGE")
-RESETS = ("guest-reset", "host-qmp-system-reset", "guest-panic")
-HIL_ENDED = ("host-qmp-quit", "host-signal")  # hil's own power-off, or a restart ending the old process
-RESTART_WAIT = 30.0  # for a new process to take over after a reset
-Shutdown = tuple["subprocess.Popen[bytes] | None", str]  # the process that stopped, and QEMU's reason
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # colours, cursor moves
+
+
+def _runs(proc: subprocess.Popen[bytes]) -> Callable[[], bool]:
+    """Whether `proc` still runs, asked while its monitor does not answer yet."""
+    return lambda: proc.poll() is None
 
 
 def preflight(spec: Machine) -> None:
@@ -84,20 +89,9 @@ class QemuBoard:
         self.pty_path: Path | None = None
         self._disks = DiskSets(workdir, self.arch.firmware[1])
         self._loadvm: str | None = None  # the snapshot the next process starts from
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._qmp: QmpLink | None = None
-        self._expected_exit = False
-        self._died: str | None = None
-        self._lock = threading.RLock()  # the process and QMP link: swapped by a restart, ended by power-off
-        self._restarted = threading.Condition(self._lock)
-        self._restarting = False
-        self._generation = 0  # QEMU processes started since power-on, restarts included
-        # Processes a restart ended (the objects, not pids: a later process may get a retired pid).
-        self._retired: set[subprocess.Popen[bytes]] = set()
-        self._rtc: RtcClock | None = None
+        self._life = Lifecycle(name, self._start, self._describe_exit, restarts=self.restarts_on_reset)
+        self._rtc: RtcClock | None = None  # the RTC of the latest process
         self._rtc_carried: str | None = None  # the RTC a restarted process continues from
-        self._shutdowns: queue.SimpleQueue[Shutdown | None] = queue.SimpleQueue()
-        self._keeper: threading.Thread | None = None
         # Where the board's clock starts (QEMU -rtc base=): set after a flash, it holds until the next
         # one and overrides the rig's qemu.rtc_base (e.g. a DUT whose RTC is years in the past).
         self.rtc_base: str | None = None
@@ -122,13 +116,18 @@ class QemuBoard:
     @property
     def pid(self) -> int | None:
         """The QEMU process's id while it runs."""
-        proc = self._proc
+        proc = self._life.process
         return proc.pid if proc is not None and proc.poll() is None else None
 
     @property
     def is_on(self) -> bool:
-        """True while the QEMU process runs."""
-        return self._proc is not None and self._proc.poll() is None
+        """True while the board is powered: its QEMU process runs, starts or restarts."""
+        return self._life.is_on
+
+    @property
+    def state(self) -> State:
+        """Where the board's QEMU process is in its life (see process.py)."""
+        return self._life.state
 
     def flash(self, image: Path, config: dict[str, Any]) -> None:
         """Put `image` on the board's disk (a fresh qcow2 overlay) and configure it with `config`."""
@@ -222,37 +221,38 @@ class QemuBoard:
 
     def power_on(self, deadline: float) -> None:
         """Start QEMU paused, connect QMP, then let the CPU run (a fresh port if the forward collides)."""
-        with self._lock:
-            if self.is_on:
-                return
-            if self._disks.current is None:
-                raise QemuError(f"board {self.name} has no image; flash it first")
-            self._rtc_carried = None
-            if self._keeper is None and self.restarts_on_reset:
-                self._keeper = threading.Thread(target=self._keep, daemon=True, name=f"qemu-{self.name}")
-                self._keeper.start()
-            self._launch(deadline)
+        if self._disks.current is None:
+            raise QemuError(f"board {self.name} has no image; flash it first")
+        self._life.power_on(deadline)
 
-    def _launch(self, deadline: float) -> None:
+    def _start(self, deadline: float, reset: str | None) -> tuple[subprocess.Popen[bytes], QmpLink]:
+        """A new QEMU process, its CPU running; after a `reset` it carries on the RTC the guest left."""
+        if reset is None:
+            self._rtc_carried = None
+        else:
+            assert self._rtc is not None  # set by the process the reset ended
+            self._rtc_carried = self._rtc.base_now()
+        return self._launch(deadline)
+
+    def _launch(self, deadline: float) -> tuple[subprocess.Popen[bytes], QmpLink]:
         """Start a QEMU process and its QMP link, then let the CPU run."""
         for _attempt in range(3):
             self.ssh_port = free_port()
-            self._start_process()
+            proc, rtc = self._start_process()
+            qmp = QmpLink(self.workdir / "qmp.sock", self.name, EVENTS, self._events_of(proc, rtc))
             try:
-                self._qmp = QmpLink(self.workdir / "qmp.sock", self.name, EVENTS, self._on_event)
-                self.qemu_version = self._qmp.connect(
-                    min(deadline, time.monotonic() + 30), lambda: self.is_on
-                )
+                self.qemu_version = qmp.connect(min(deadline, time.monotonic() + 30), _runs(proc))
                 break
             except QemuError as exc:
-                self._qmp.close()
-                self._kill()
+                self._discard(proc, qmp)
                 tail = self._stderr_tail()
                 if "host forwarding" not in tail:
                     raise QemuError(f"QEMU did not start: {tail or exc} (log: {self.stderr_log})") from None
+            except BaseException:
+                self._discard(proc, qmp)
+                raise
         else:
             raise QemuError(f"no free host port for SSH forwarding after 3 tries: {self._stderr_tail()}")
-        self._generation += 1
         log.info(
             "%s: QEMU %s (%s; %s), ssh on 127.0.0.1:%d",
             self.name,
@@ -261,82 +261,42 @@ class QemuBoard:
             self.accel.reason,
             self.ssh_port,
         )
-        if self.serial == "pty":
-            chardevs = {c["label"]: c["filename"] for c in self._qmp.execute("query-chardev")}
-            self.pty_path = Path(chardevs["serial0"].removeprefix("pty:"))
-        self._qmp.execute("cont")
+        try:
+            if self.serial == "pty":
+                chardevs = {c["label"]: c["filename"] for c in qmp.execute("query-chardev")}
+                self.pty_path = Path(chardevs["serial0"].removeprefix("pty:"))
+            qmp.execute("cont")
+        except BaseException:
+            self._discard(proc, qmp)
+            raise
+        return proc, qmp
 
-    def _start_process(self) -> None:
+    def _start_process(self) -> tuple[subprocess.Popen[bytes], RtcClock]:
         for stale in ("qmp.sock", "console.sock"):
             (self.workdir / stale).unlink(missing_ok=True)
-        self._expected_exit = False
-        self._died = None
         command = self._command()
         self._rtc = RtcClock(self._rtc_start())
         log.debug("%s: %s", self.name, " ".join(command))
-        with self.stderr_log.open("ab") as stderr:
-            stderr.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(command)}\n".encode())
-            stderr.flush()
-            self._proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=stderr,
-                stderr=stderr,
-                start_new_session=True,  # Ctrl-C reaches hil, which stops the board in order
-                preexec_fn=die_with_parent,
-            )
-        proc = self._proc
-        threading.Thread(target=self._watch, args=(proc,), daemon=True, name=f"qemu-{self.name}").start()
+        return spawn(command, self.stderr_log), self._rtc
 
-    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
-        status = proc.wait()
-        if not self._expected_exit and self._died is None and proc not in self._retired:
-            self._died = self._describe_exit(status)
-            log.warning("%s: %s", self.name, self._died)
+    @staticmethod
+    def _discard(proc: subprocess.Popen[bytes], qmp: QmpLink) -> None:
+        """A process that did not start: close its link, kill it."""
+        qmp.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
-    def _on_event(self, name: str, data: dict[str, Any]) -> None:
-        """QMP events, on the link's thread: the RTC set by the guest; a reset or power-off to act on.
+    def _events_of(self, proc: subprocess.Popen[bytes], rtc: RtcClock) -> EventHandler:
+        """What to do with `proc`'s QMP events, on its link's thread: never block there."""
 
-        Never takes the lock: whoever holds it may be waiting on this thread for a QMP answer.
-        """
-        reason = str(data.get("reason", ""))
-        if name == "RTC_CHANGE" and self._rtc is not None:
-            self._rtc.changed(float(data.get("offset", 0)))
-        elif name == "SHUTDOWN" and self.restarts_on_reset and reason not in HIL_ENDED:
-            self._restarting = reason in RESETS  # before the old process ends: the console waits for it
-            self._shutdowns.put((self._proc, reason))
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            if name == "RTC_CHANGE":
+                rtc.changed(float(data.get("offset", 0)))
+            elif name == "SHUTDOWN":
+                self._life.shutdown(proc, str(data.get("reason", "")))
 
-    def _keep(self) -> None:
-        """Acts on resets and power-offs, on a thread that lives as long as the board: a process started by
-        a thread that then ends would be killed with it (PR_SET_PDEATHSIG follows the thread)."""
-        while (shutdown := self._shutdowns.get()) is not None:
-            self._after_shutdown(*shutdown)
-
-    def _after_shutdown(self, proc: subprocess.Popen[bytes] | None, reason: str) -> None:
-        """A reset: a new process on the same disk, firmware variables and RTC. A guest power-off: QEMU
-        ends, as it would by itself."""
-        with self._lock:
-            try:
-                if proc is None or proc is not self._proc or self._expected_exit:
-                    return  # powered off by hil meanwhile
-                if reason not in RESETS:
-                    self._died = f"the DUT powered itself off (QEMU shutdown: {reason})"
-                    log.warning("%s: %s", self.name, self._died)
-                    self._end_process(grace=5)
-                    return
-                log.info("%s: %s: starting a fresh QEMU process on the same disk", self.name, reason)
-                assert self._rtc is not None
-                self._rtc_carried = self._rtc.base_now()
-                self._retired.add(proc)
-                self._end_process(grace=5)
-                try:
-                    self._launch(time.monotonic() + RESTART_WAIT)
-                except QemuError as exc:
-                    self._died = f"QEMU did not come back after a {reason}: {exc}"
-                    log.error("%s: %s", self.name, self._died)
-            finally:
-                self._restarting = False
-                self._restarted.notify_all()
+        return on_event
 
     def _stderr_tail(self, lines: int = 3) -> str:
         try:
@@ -345,18 +305,20 @@ class QemuBoard:
             return ""
         return " | ".join(line for line in text[-lines:] if not line.startswith("--- "))
 
+    def _serial_tail(self, lines: int = 3) -> str:
+        """The last lines the guest printed, escapes stripped (read from the end of a log that only grows)."""
+        try:
+            with self.serial_log.open("rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 4096))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        kept = [_ESCAPES.sub("", line).strip() for line in text.splitlines()]
+        return " | ".join([line for line in kept if line][-lines:])
+
     def exit_reason(self) -> str | None:
         """Why QEMU died, in one line (None while it runs or when hil stopped it)."""
-        proc = self._proc
-        if self._died is None and proc is not None and not self._expected_exit and not self._restarting:
-            # Asked after a failure: a dropped SSH or console link is often seen a moment before the
-            # dead process is reaped, and the cause is worth that moment over the symptom.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(0.5)
-            quiet = self._died is None and not self._expected_exit and not self._restarting
-            if proc.returncode is not None and quiet and proc not in self._retired:
-                self._died = self._describe_exit(proc.returncode)
-        return self._died
+        return self._life.exit_reason()
 
     def _describe_exit(self, status: int) -> str:
         tail = self._stderr_tail()
@@ -370,16 +332,15 @@ class QemuBoard:
 
     def console_transport(self, timeout: float) -> UnixSocketTransport:
         """A connection to the board's serial console; it follows the board across restarts."""
-        seen = self._generation
+        seen = self._life.generation
 
         def follow() -> bool:
             nonlocal seen
-            with self._restarted:
-                self._restarted.wait_for(lambda: not self._restarting, RESTART_WAIT)
-                if self._generation == seen or not self.is_on:
-                    return False
-                seen = self._generation
-                return True
+            now = self._life.follow(seen)
+            if now is None:
+                return False
+            seen = now
+            return True
 
         return UnixSocketTransport(
             self.console_socket, connect_timeout=timeout, closed_reason=self.exit_reason,
@@ -387,10 +348,11 @@ class QemuBoard:
         )  # fmt: skip
 
     def qmp(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10) -> Any:
-        """Run a QMP command on the running board."""
-        if not self.is_on or self._qmp is None:
+        """Run a QMP command on the running board (after a restart in progress)."""
+        monitor = self._life.monitor()
+        if monitor is None:
             raise QemuError(self.exit_reason() or f"board {self.name} is powered off")
-        return self._qmp.execute(command, arguments, timeout)
+        return monitor.execute(command, arguments, timeout)
 
     def reset(self) -> None:
         """Press the reset button (a warm reset of the whole machine)."""
@@ -423,36 +385,28 @@ class QemuBoard:
 
     def power_off(self, grace: float = 10.0) -> None:
         """Cut power: QMP quit, then SIGKILL if QEMU is still there after `grace` seconds."""
-        with self._lock:
-            if self._proc is None:
-                return
-            self._expected_exit = True
-            self._end_process(grace)
+        self._life.power_off(grace)
 
-    def _end_process(self, grace: float) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if self._qmp is not None:
-            with contextlib.suppress(QemuError):
-                if proc.poll() is None:
-                    self._qmp.execute("quit", timeout=grace)
-            self._qmp.close()
-            self._qmp = None
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            self._kill()
-        self._proc = None
+    def expect_power_off(self) -> None:
+        """Take the guest's next power-off as the outcome, not as the DUT dying (a flasher image ends so)."""
+        self._life.expect_power_off()
 
-    def _kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._expected_exit = True
-            self._proc.kill()
-            self._proc.wait()
+    def wait_powered_off(self, timeout: float) -> None:
+        """Wait up to `timeout` s for the power-off expect_power_off() announced; the board is then off,
+        ready to be powered on again (with another disk, say)."""
+        if self.is_on and not self._life.power_off_expected:
+            raise QemuError(f"board {self.name} expects no power-off; call expect_power_off() first")
+        state = self._life.wait_off(timeout)
+        if state is State.DEAD:
+            raise QemuError(f"board {self.name} did not power off as expected: {self._life.reason}")
+        if state is not State.OFF:
+            tail = self._serial_tail()
+            raise QemuError(
+                f"board {self.name} did not power itself off within {timeout:g} s"
+                f"{'; its console last printed: ' + tail if tail else ''} (console log: {self.serial_log})"
+            )
 
     def close(self) -> None:
         """Power off and delete the board's temporary disks; logs stay in artifacts."""
-        self.power_off(grace=2)
-        self._shutdowns.put(None)
+        self._life.close(grace=2)
         shutil.rmtree(self.workdir, ignore_errors=True)
