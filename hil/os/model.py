@@ -9,23 +9,41 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, SecretStr, model_validator
 
 from hil.errors import CredentialsError
 from hil.os.shell import Command, Regex, template
 
-# Feature name -> what an OS with it does; a skip reason completes the sentence "does not ...".
-# Declared features are listed in a profile's `features`; derived ones follow from what it states.
-DECLARED_FEATURES = {
+# OS features are a closed set, written out so that a type checker reads it: a misspelt name in
+# `dut.require_os(...)` fails the check, and `requires_os` markers and `require_os` calls in a suite are
+# refused at collection (hil.pytestplugin.hooks). Declared features are listed in a profile's
+# `features`; derived ones follow from what it states.
+DeclaredFeature = Literal["config-hostname", "https-time", "persisted-clock", "time-ordering", "steps-clock"]
+DerivedFeature = Literal[
+    "console-login",
+    "ab-update",
+    "rig-dns",
+    "rig-ntp",
+    "dhcp-renew",
+    "failed-units",
+    "ready-check",
+    "image-identity",
+    "bundle-signatures",
+]
+OsFeature = Literal[DeclaredFeature, DerivedFeature]
+OS_FEATURES: tuple[OsFeature, ...] = get_args(OsFeature)
+
+# Feature -> what an OS with it does; a skip reason completes the sentence "does not ...".
+DECLARED_FEATURES: dict[DeclaredFeature, str] = {
     "config-hostname": "take its hostname from config.json",
     "https-time": "set its clock from an HTTPS Date header (config.json apiEndpoint, balenaRootCA)",
     "persisted-clock": "restore a saved clock at boot when it has no RTC",
     "time-ordering": "log when its clock is set and when its time-dependent services start",
     "steps-clock": "step a clock that is off by more than a second at any time (chrony makestep 1 -1)",
 }
-DERIVED_FEATURES = {
+DERIVED_FEATURES: dict[DerivedFeature, str] = {
     "console-login": "offer hil a console login (the profile gives no login credentials)",
     "ab-update": "have A/B root partitions with host OS updates and rollback",
     "rig-dns": "let hil point its resolver at the rig's DNS server",
@@ -34,8 +52,25 @@ DERIVED_FEATURES = {
     "failed-units": "list the services that failed (systemd units)",
     "ready-check": "state a command that waits until its boot has finished",
     "image-identity": "state how to read which image it runs (device type, version or root partition)",
+    "bundle-signatures": "refuse an update bundle signed by a key it does not trust",
 }
-FEATURES = {**DECLARED_FEATURES, **DERIVED_FEATURES}
+FEATURES: dict[OsFeature, str] = dict([*DECLARED_FEATURES.items(), *DERIVED_FEATURES.items()])
+if set(OS_FEATURES) != set(FEATURES):  # a feature named but not described, or described but not named
+    raise TypeError(f"OS features and their descriptions differ: {sorted(set(OS_FEATURES) ^ set(FEATURES))}")
+
+# The bundles the hostapp-update suite installs, named by what each is for: one that lands, and each way
+# an update must fail safely. hil builds them for its own images; a team names its own files per role
+# (--update-bundles), and a role with no bundle skips its test, naming the role.
+BundleRole = Literal[
+    "good", "never-boots", "kernel-panics", "health-fails", "other-compatible", "other-key", "truncated"
+]
+BUNDLE_ROLES: tuple[BundleRole, ...] = get_args(BundleRole)
+# The roles an updater must refuse before it writes anything, each with what its refusal says.
+RefusedRole = Literal["other-compatible", "other-key", "truncated"]
+REFUSED_ROLES: tuple[RefusedRole, ...] = get_args(RefusedRole)
+# How an update can be undone by the OS itself: the bootloader gave up on a slot that never came up
+# (altboot), or the booted update judged itself unhealthy (health; health_failed: it then also failed).
+RollbackKind = Literal["altboot", "health", "health_failed"]
 
 # Where a credential is missing, a profile can still be shown; this is what stands for a secret.
 MASK = "********"
@@ -124,11 +159,47 @@ class Services(_Group):
     roles: dict[Literal["ssh", "time"], str] = Field(description="role -> the service that fills it")
 
 
+class ImagePartition(_Group):
+    """One partition of the OS's disk image, as its image is laid out."""
+
+    number: PositiveInt = Field(description="its number in the partition table (1 is the first)")
+    holds: Literal["boot", "slot", "state", "data"] = Field(
+        description="boot: the bootloader and config.json; slot: a root the updater writes; state, data"
+    )
+    mount: str | None = Field(None, description="where the running OS mounts it (a slot: when booted)")
+
+
 class Layout(_Group):
-    """Where things live on a healthy DUT."""
+    """Where things live: on a healthy DUT, and in the OS's disk image."""
 
     mounts: dict[str, Literal["ro", "rw"]] = Field(default_factory=dict)
     config_path: str | None = Field(None, description="config.json as the DUT sees it")
+    partitions: dict[str, ImagePartition] = Field(
+        default_factory=dict, description="the image's partitions by name (rootA, rootB, boot, data, ...)"
+    )
+
+    @model_validator(mode="after")
+    def _one_boot_partition(self) -> Layout:
+        numbers = [p.number for p in self.partitions.values()]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("two partitions share a number")
+        if sum(p.holds == "boot" for p in self.partitions.values()) > 1:
+            raise ValueError("more than one partition holds boot")
+        return self
+
+    def boot_partition(self) -> ImagePartition | None:
+        """The partition holding the bootloader and config.json, when the layout names one."""
+        return next((p for p in self.partitions.values() if p.holds == "boot"), None)
+
+    def config_on_boot_partition(self) -> str | None:
+        """Where config.json lies inside the boot partition (from config_path and its mount), or None."""
+        boot = self.boot_partition()
+        if self.config_path is None or boot is None or boot.mount is None:
+            return None
+        mount = boot.mount.rstrip("/") + "/"
+        if not self.config_path.startswith(mount):
+            return None
+        return "/" + self.config_path[len(mount) :]
 
 
 class RigServer(_Group):
@@ -189,12 +260,31 @@ class Update(_Group):
     command: template("bundle") = Field(description="installs the bundle at {{bundle}}")  # type: ignore[valid-type]
     writing_pattern: Regex | None = Field(None, description="update output: the write has begun")
     data_dir: str = Field(description="on the data partition: what an update keeps; bundles go here")
-    state_dir: str
+    state_dir: str | None = Field(None, description="where the rollback breadcrumbs are")
     slot_command: Command = Field(description="prints the root slot the boot environment names")
     boot_env_command: Command
     pending_command: Command = Field(description="prints 1 while an update awaits its trial or commit")
-    rollback_breadcrumbs: dict[Literal["altboot", "health", "health_failed"], str]
+    rollback_breadcrumbs: dict[RollbackKind, str] = Field(
+        default_factory=dict, description="marker files in state_dir that a rollback of each kind leaves"
+    )
+    rollback_checks: dict[RollbackKind, Command] = Field(
+        default_factory=dict,
+        description="commands that exit 0 when that rollback happened (the updater's status)",
+    )
+    refusals: dict[RefusedRole, Regex] = Field(
+        default_factory=dict,
+        description="what the update command says when it refuses each kind of bad bundle",
+    )
     bounds: UpdateBounds
+
+    @model_validator(mode="after")
+    def _rollbacks_show(self) -> Update:
+        for kind in ("altboot", "health"):
+            if kind not in self.rollback_breadcrumbs and kind not in self.rollback_checks:
+                raise ValueError(f"say how a {kind} rollback shows: rollback_breadcrumbs or rollback_checks")
+        if self.rollback_breadcrumbs and self.state_dir is None:
+            raise ValueError("rollback_breadcrumbs need the state_dir that holds them")
+        return self
 
 
 class Bounds(_Group):
@@ -216,9 +306,6 @@ class Bounds(_Group):
     https_time_tolerance: PositiveFloat
 
 
-Feature = Literal[tuple(DECLARED_FEATURES)]  # type: ignore[valid-type]
-
-
 class OsProfile(_Group):
     """Facts and shell snippets about one OS."""
 
@@ -235,14 +322,14 @@ class OsProfile(_Group):
     network: Network
     time: Time
     update: Update | None = Field(description="null: the OS has no A/B host OS updates")
-    features: frozenset[Feature] = frozenset()  # type: ignore[valid-type]
+    features: frozenset[DeclaredFeature] = frozenset()
     bounds: Bounds
 
-    def has(self, feature: str) -> bool:
+    def has(self, feature: OsFeature) -> bool:
         """Whether the OS has `feature` (declared, or following from what the profile states)."""
         if feature not in FEATURES:
             raise KeyError(f"unknown OS feature {feature!r}; known: {', '.join(sorted(FEATURES))}")
-        derived = {
+        derived: dict[OsFeature, bool] = {
             "console-login": self.login is not None,
             "ab-update": self.update is not None,
             "rig-dns": self.network.rig_dns is not None,
@@ -250,6 +337,7 @@ class OsProfile(_Group):
             "dhcp-renew": self.network.dhcp_renew is not None,
             "failed-units": self.services.failed_command is not None,
             "ready-check": self.boot.ready_command is not None,
+            "bundle-signatures": self.update is not None and "other-key" in self.update.refusals,
             "image-identity": any(
                 (
                     self.identity.slug_command,
@@ -260,16 +348,16 @@ class OsProfile(_Group):
         }
         return derived.get(feature, feature in self.features)
 
-    def lacks(self, feature: str) -> str | None:
+    def lacks(self, feature: OsFeature) -> str | None:
         """Why a test needing `feature` does not apply to this OS, or None when it does."""
         if self.has(feature):
             return None
         return f"OS profile {self.name!r} does not {FEATURES[feature]}"
 
     @property
-    def feature_set(self) -> frozenset[str]:
+    def feature_set(self) -> frozenset[OsFeature]:
         """Every feature the OS has."""
-        return frozenset(f for f in FEATURES if self.has(f))
+        return frozenset(f for f in OS_FEATURES if self.has(f))
 
     def way_in(self) -> str | None:
         """Why hil could not reach a shell on this OS with what the profile gives, or None."""

@@ -8,19 +8,21 @@ the DUT state machine lives in hil.dut.
 - `@pytest.mark.requires_os("ab-update", ...)`: the OS profile must have these features (hil.os.model).
   A test whose rig or OS lacks one is skipped naming it, and the JUnit test case records it
   (`hil.missing_capability`, `hil.missing_feature`) for the release gate. `dut.require(...)` and
-  `dut.require_os(...)` inside a test or fixture do the same.
+  `dut.require_os(...)` inside a test or fixture do the same. A name that is no capability or OS feature,
+  in a marker or in a `require_os("...")` call in the suite's modules, is a usage error at collection.
 - A HilError from a fixture or a test fails the test with its one-line diagnosis, without a traceback.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import logging
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ _BOOTS_BEFORE = pytest.StashKey[tuple[int, int]]()
 def _skip(error: Unsupported) -> BaseException:
     """pytest's own skip, reported at the test, carrying what was missing for the JUnit properties."""
     skip = pytest.skip.Exception(str(error), allow_module_level=True, _use_item_location=True)
+    # An attribute of hil's own on pytest's exception (read back by pytest_runtest_makereport).
     skip.hil_missing = error  # type: ignore[attr-defined]
     return skip
 
@@ -86,6 +89,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="host OS update for the hostapp_update suite to install on --image; without it, on virtual "
         "rigs, --image is the target and the reference image one version earlier the base",
+    )
+    group.addoption(
+        "--update-bundles",
+        metavar="FILE",
+        help="YAML naming a bundle file per role (good, never-boots, kernel-panics, health-fails, "
+        "other-compatible, other-key, truncated) for the hostapp_update suite; good may stand for "
+        "--update-bundle. A role it does not name skips its test, naming the role",
     )
 
 
@@ -145,6 +155,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                         f"{item.nodeid}: @pytest.mark.{name}({unknown[0]!r}): unknown {kind}; "
                         f"known: {', '.join(sorted(known))}"
                     )
+    _check_require_os_calls(items)
+
+
+def _check_require_os_calls(items: list[pytest.Item]) -> None:
+    """Refuse `dut.require_os("...")` naming no OS feature in the suite's modules, as its marker is."""
+    for path in sorted(_suite_modules(items)):
+        try:
+            tree = ast.parse(path.read_bytes(), str(path))
+        except (OSError, SyntaxError, ValueError):
+            continue  # pytest reports a module it cannot import; this check has nothing to add
+        for call in (node for node in ast.walk(tree) if isinstance(node, ast.Call)):
+            if getattr(call.func, "attr", getattr(call.func, "id", "")) != "require_os":
+                continue
+            for arg in [*call.args, *(k.value for k in call.keywords if k.arg == "feature")]:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value not in FEATURES:
+                    raise pytest.UsageError(
+                        f"{path}:{call.lineno}: require_os({arg.value!r}): unknown OS feature; "
+                        f"known: {', '.join(sorted(FEATURES))}"
+                    )
+
+
+def _suite_modules(items: list[pytest.Item]) -> set[Path]:
+    """The Python files a run's tests and fixtures come from: every module in a test module's folder
+    (its helpers too), and the conftest.py files above it, up to the root directory."""
+    folders = {item.path.parent for item in items if item.path.suffix == ".py"}
+    files = {path for folder in folders for path in folder.glob("*.py")}
+    if items:
+        root = items[0].config.rootpath
+        ancestors = {parent for folder in folders for parent in folder.parents if parent.is_relative_to(root)}
+        files |= {conftest for parent in ancestors if (conftest := parent / "conftest.py").is_file()}
+    return files
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -188,7 +229,9 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Record what a skip was missing; keep each phase's report on the item for the evidence fixture."""
     missing = getattr(call.excinfo.value, "hil_missing", None) if call.excinfo else None
     if isinstance(missing, Unsupported):
