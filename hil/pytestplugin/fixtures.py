@@ -1,11 +1,12 @@
 """The fixtures a suite uses: the leased rig, the image under test, and the DUT in the state a test needs.
 
 This is hil's public suite API, the same for hil's suites and a user's in another repository:
-`rig`, `dut_image`, `hil_artifacts`, `hil_suite_property`, `update_bundle`, `hil_dut` (the session's
-DUT, flashed, not necessarily booted), `dut` (booted: console and SSH), `console_dut` (booted to a
-console login, no SSH needed), `fresh_dut` (reflashed and booted) and `reflash_dut` (a module-scoped
-factory: flash with extra config.json, or another image, and boot; the module's end flashes the image
-under test back). A HilError in any of them fails the test with its one-line diagnosis; a missing rig
+`rig`, `dut_image`, `hil_artifacts`, `hil_suite_property`, `update_bundle`, `update_bundles`, `hil_dut`
+(the session's DUT, flashed, not necessarily booted), `dut` (booted: console and SSH), `console_dut`
+(booted to a console login, no SSH needed), `fresh_dut` (reflashed and booted) and `reflash_dut`
+(a module-scoped factory: flash with extra config.json, or another image, and boot;
+the module's end flashes the image under test back). A HilError in any of them fails the test with its
+one-line diagnosis; a missing rig
 capability or OS feature skips it, naming what is missing (see hil.pytestplugin.hooks).
 """
 
@@ -19,7 +20,9 @@ import pytest
 
 from hil.dut.dut import Dut, State
 from hil.dut.provision import open_dut, resolve_image
+from hil.errors import HilError
 from hil.images.hash import image_sha256
+from hil.lab.bundles import Bundles, bundles_beside, load_bundles
 from hil.lab.pool import lease_rig
 from hil.lab.rig import Rig
 from hil.pytestplugin.session import RUN
@@ -64,6 +67,20 @@ def update_bundle(pytestconfig: pytest.Config) -> Path | None:
     if not Path(option).is_file():
         pytest.fail(f"--update-bundle {option}: no such file", pytrace=False)
     return Path(option)
+
+
+@pytest.fixture(scope="session")
+def update_bundles(pytestconfig: pytest.Config, dut_image: Path) -> Bundles:
+    """The bundles by role: those --update-bundles names, else those the bundles file beside the image
+    under test names (`<image>.bundles.yaml`, as hil's builders write it), else none."""
+    option = pytestconfig.getoption("update_bundles")
+    path = Path(option) if option else bundles_beside(dut_image)
+    if path is None:
+        return Bundles()
+    try:
+        return load_bundles(path)
+    except HilError as exc:
+        pytest.fail(f"update bundles: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

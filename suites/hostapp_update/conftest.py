@@ -1,11 +1,15 @@
 """What the hostapp_update suite updates from and to, and the known state each of its tests starts in.
 
 Base and target, as meta-balena's HUP suite chooses them:
-- `--update-bundle BUNDLE`: the image under test (`--image`) is the base and BUNDLE the target;
-- without it, on virtual rigs: the image under test is the target (its update bundle lies beside it, as
+- bundles by role (`--update-bundles FILE`, or the bundles file beside the image, as hil's RAUC image
+  builder writes it), or `--update-bundle BUNDLE`: the image under test (`--image`) is the base and the
+  good bundle the target;
+- neither, on virtual rigs: the image under test is the target (its update bundle lies beside it, as
   the reference image builder writes it) and the base is the reference image one version earlier,
   built here. "One version earlier" lowers the last non-zero number (1.0.0 -> 0.0.0, 1.2.3 -> 1.2.2):
   always an older release, built from today's packages, so only the update path differs.
+The other roles (bundles that must roll back or be refused) come from the bundles file; hil makes the
+ones it can (see `bundle`), and a role with none skips its test, naming the role.
 """
 
 from __future__ import annotations
@@ -18,11 +22,16 @@ from typing import Any
 import pytest
 
 from hil.dut import Dut
+from hil.dut.provision import image_version
 from hil.errors import ImageError
-from hil.images.builders.bundle import read_manifest
+from hil.images.arch import for_device_type, of_device_type
+from hil.images.builders.bundle import make_foreign_bundle, truncate_bundle
+from hil.images.builders.reference import build_reference
+from hil.images.bundles import BundleInfo, read_bundle
 from hil.images.hash import image_sha256
-from hil.images.read import read_info
+from hil.lab.bundles import Bundles
 from hil.lab.rig import VIRTUAL_KINDS, Rig
+from hil.os.model import BundleRole
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,7 @@ class UpdatePlan:
     bundle: Path
     base_version: str | None
     target_version: str | None
-    manifest: dict[str, Any] | None  # the bundle's manifest when it is in hil's bundle format
+    info: BundleInfo | None  # what the good bundle says of itself, when hil reads its format
 
 
 def previous_version(version: str) -> str:
@@ -53,29 +62,20 @@ def _bundle_beside(disk: Path) -> Path:
     return bundle
 
 
-def _manifest(bundle: Path) -> dict[str, Any] | None:
-    try:
-        return read_manifest(bundle)
-    except ImageError:
-        return None  # another OS' bundle format: only its own updater reads it
-
-
-def _plan(rig: Rig, image: Path, bundle: Path | None) -> UpdatePlan:
+def _plan(rig: Rig, image: Path, bundle: Path | None, bundles: Bundles) -> UpdatePlan:
+    bundle = bundles.roles.get("good", bundle)
     if bundle is not None:
-        manifest = _manifest(bundle)
-        version = manifest.get("version") if manifest else None
-        return UpdatePlan(image, bundle, read_info(image).version, version, manifest)
+        info = read_bundle(bundle)
+        version = bundles.version or (info.version if info else None)
+        return UpdatePlan(image, bundle, image_version(image, rig.profile), version, info)
     if rig.kind not in VIRTUAL_KINDS:
-        raise ImageError(f"rig {rig.name} is a {rig.kind} rig: name the update with --update-bundle")
-    from hil.images.arch import of_device_type
-    from hil.images.builders.reference import build_reference
-
-    target = read_info(image).version
+        raise ImageError(f"rig {rig.name} is a {rig.kind} rig: name the update with --update-bundle(s)")
+    target = image_version(image, rig.profile)
     if not target:
         raise ImageError(f"image {image} does not say its version; pass --update-bundle")
     bundle = _bundle_beside(image)
     base = build_reference(previous_version(target), arch=of_device_type(rig.device_type)).disk
-    return UpdatePlan(base, bundle, read_info(base).version, target, _manifest(bundle))
+    return UpdatePlan(base, bundle, image_version(base, rig.profile), target, read_bundle(bundle))
 
 
 @pytest.fixture(scope="session")
@@ -90,22 +90,43 @@ def update_plan(rig: Rig, dut_image: Path, update_bundle: Path | None, hil_suite
     return plan
 
 
+# The broken variants hil's reference builder makes, by the role each bundle plays.
+REFERENCE_VARIANTS: dict[BundleRole, str] = {
+    "never-boots": "broken-init",
+    "kernel-panics": "broken-kernel",
+    "health-fails": "broken-health",
+}
+FOREIGN_DEVICE_TYPE = "raspberrypi4-64"
+
+
 @pytest.fixture(scope="session")
-def variant_bundle(rig: Rig, update_plan: UpdatePlan) -> Callable[[str], Path]:
-    """Build the target version's bundle of a deliberately broken reference variant (skips elsewhere)."""
+def bundle(
+    rig: Rig,
+    update_plan: UpdatePlan,
+    update_bundles: Bundles,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[BundleRole], Path]:
+    """The bundle that plays `role`: the one --update-bundles names, else one hil can make (the good one cut
+    short; for hil's own bundle format, another device type's copy and the reference image's broken
+    variants); a role with neither skips the test, naming the role."""
+    made = tmp_path_factory.mktemp("bundles")
 
-    def build(variant: str) -> Path:
-        from hil.images.arch import for_device_type
-        from hil.images.builders.reference import build_reference
+    def get(role: BundleRole) -> Path:
+        if role in update_bundles.roles:
+            return update_bundles.roles[role]
+        if role == "good":
+            return update_plan.bundle
+        if role == "truncated":  # an interrupted download, whatever the format
+            return truncate_bundle(update_plan.bundle, made / f"truncated-{update_plan.bundle.name}")
+        ours = update_plan.info is not None and update_plan.info.format == "hil"
+        arch, target = for_device_type(rig.device_type), update_plan.target_version
+        if ours and role == "other-compatible":
+            return make_foreign_bundle(update_plan.bundle, FOREIGN_DEVICE_TYPE, made / "other-compatible.tar")
+        if ours and role in REFERENCE_VARIANTS and arch and target:
+            return build_reference(target, REFERENCE_VARIANTS[role], arch=arch.name).bundle
+        pytest.skip(f"no {role} bundle: name one in --update-bundles (hil makes it for its own images only)")
 
-        arch = for_device_type(rig.device_type)
-        if update_plan.manifest is None or arch is None or not update_plan.target_version:
-            pytest.skip(
-                f"broken {variant} bundles are built for hil's reference image on its virtual boards only"
-            )
-        return build_reference(update_plan.target_version, variant, arch=arch.name).bundle
-
-    return build
+    return get
 
 
 @pytest.fixture

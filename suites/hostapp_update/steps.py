@@ -27,7 +27,7 @@ class OsState:
     version: str
     boot_env: str
     pending: str
-    rollbacks: frozenset[str]  # roles (altboot, health, health_failed) whose breadcrumb exists
+    rollbacks: frozenset[str]  # the kinds (altboot, health, health_failed) of rollback the OS shows
 
 
 def output(dut: Dut, command: str) -> str:
@@ -35,20 +35,30 @@ def output(dut: Dut, command: str) -> str:
     return dut.run(command).check().output.strip()
 
 
+def rollbacks(dut: Dut) -> frozenset[str]:
+    """The kinds of rollback the OS shows: breadcrumbs that exist, and checks of the updater's status."""
+    update = dut.profile.update
+    found = set()
+    if update.rollback_breadcrumbs:
+        names = " ".join(shlex.quote(name) for name in update.rollback_breadcrumbs.values())
+        listing = output(
+            dut, f"cd {shlex.quote(update.state_dir)} && ls -1 {names} 2>/dev/null; true"
+        ).split()
+        found |= {kind for kind, name in update.rollback_breadcrumbs.items() if name in listing}
+    found |= {kind for kind, check in update.rollback_checks.items() if dut.run(check).ok}
+    return frozenset(found)
+
+
 def os_state(dut: Dut) -> OsState:
-    """Read slot, version, boot environment, pending flag and rollback breadcrumbs over SSH."""
+    """Read slot, version, boot environment, pending flag and rollbacks over SSH."""
     profile, update = dut.profile, dut.profile.update
     assert update is not None and profile.identity.version_command  # requires_os("ab-update")
-    names = " ".join(shlex.quote(name) for name in update.rollback_breadcrumbs.values())
-    present = set(
-        output(dut, f"cd {shlex.quote(update.state_dir)} && ls -1 {names} 2>/dev/null; true").split()
-    )
     return OsState(
         slot=output(dut, profile.boot.root_command),
         version=output(dut, profile.identity.version_command),
         boot_env=output(dut, update.boot_env_command),
         pending=output(dut, update.pending_command),
-        rollbacks=frozenset(role for role, name in update.rollback_breadcrumbs.items() if name in present),
+        rollbacks=rollbacks(dut),
     )
 
 
@@ -107,7 +117,7 @@ def assert_back_on(dut: Dut, before: OsState, rollback: str) -> None:
     after = os_state(dut)
     assert (after.slot, after.version) == (before.slot, before.version)
     assert after.pending == "0", f"an update is still pending after the {rollback} rollback"
-    assert rollback in after.rollbacks, f"no {dut.profile.update.rollback_breadcrumbs[rollback]} breadcrumb"
+    assert rollback in after.rollbacks, f"the OS shows no {rollback} rollback"
     assert_healthy(dut)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hil.dut import Dut
+from hil.os.model import BundleRole
 
 from .conftest import UpdatePlan
 from .steps import OsState, assert_back_on, assert_updated, install, os_state, put_bundle, reboot_into, update
@@ -20,12 +21,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.requires_os("ab-update")]
 
 
 def test_update_whose_health_check_fails_rolls_back(
-    fresh_dut: Dut, variant_bundle: Callable[[str], Path]
+    fresh_dut: Dut, bundle: Callable[[BundleRole], Path]
 ) -> None:
-    bundle = variant_bundle("broken-health")
     dut = fresh_dut
     before = os_state(dut)
-    install(dut, put_bundle(dut, bundle)).check()
+    install(dut, put_bundle(dut, bundle("health-fails"))).check()
     # The trial boot comes up, fails its health check and reboots into the old root by itself.
     reboot_into(dut, "rollback-health reboot", dut.profile.update.bounds.rollback_health, through_trial=True)
     assert_back_on(dut, before, "health")
@@ -44,17 +44,17 @@ def rolled_back_by_the_bootloader(dut: Dut, bundle: Path) -> OsState:
 
 
 def test_update_that_never_boots_rolls_back_and_a_good_update_then_lands(
-    fresh_dut: Dut, update_plan: UpdatePlan, variant_bundle: Callable[[str], Path]
+    fresh_dut: Dut, update_plan: UpdatePlan, bundle: Callable[[BundleRole], Path]
 ) -> None:
     dut = fresh_dut
-    before = rolled_back_by_the_bootloader(dut, variant_bundle("broken-init"))
+    before = rolled_back_by_the_bootloader(dut, bundle("never-boots"))
     # The device is not stuck: the next update lands, and its breadcrumbs describe that update only.
     update(dut, put_bundle(dut, update_plan.bundle), "reboot into a good update after the rollback")
     assert_updated(dut, before, update_plan)
 
 
-def test_update_whose_kernel_panics_rolls_back(fresh_dut: Dut, variant_bundle: Callable[[str], Path]) -> None:
+def test_update_whose_kernel_panics_rolls_back(fresh_dut: Dut, bundle: Callable[[BundleRole], Path]) -> None:
     # The kernel travels with the root: this update's kernel panics before any of its userspace runs, so
     # only the bootloader, counting the tries, can bring the old root (and its kernel) back.
-    rolled_back_by_the_bootloader(fresh_dut, variant_bundle("broken-kernel"))
+    rolled_back_by_the_bootloader(fresh_dut, bundle("kernel-panics"))
     assert "health" not in os_state(fresh_dut).rollbacks

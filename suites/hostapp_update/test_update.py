@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hil.dut import Dut
-from hil.images.builders.bundle import make_foreign_bundle, truncate_bundle
+from hil.os.model import BundleRole, RefusedRole
 
 from .conftest import UpdatePlan
 from .steps import assert_healthy, assert_updated, install, os_state, output, put_bundle, update
@@ -22,7 +23,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.requires_os("ab-update")]
 
 CANARY = "hil-update-canary"
 UPDATE_LOG = "/tmp/hil-hostapp-update.log"
-FOREIGN_DEVICE_TYPE = "raspberrypi4-64"
 
 
 def test_update_lands_in_the_other_root_and_keeps_data_and_config(
@@ -98,30 +98,23 @@ def test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds(
     assert_updated(dut, before, update_plan)
 
 
-def _foreign(bundle: Path, out: Path, manifest: dict | None) -> Path:
-    if manifest is None:
-        pytest.skip("a bundle for another device type is made from hil's bundle format only")
-    return make_foreign_bundle(bundle, FOREIGN_DEVICE_TYPE, out)
-
-
-REJECTIONS = {
-    "foreign-device-type": (_foreign, re.escape(FOREIGN_DEVICE_TYPE)),
-    "truncated": (
-        lambda bundle, out, manifest: truncate_bundle(bundle, out),
-        r"(?i)truncated|checksum|corrupt",
-    ),
-}
-
-
-@pytest.mark.parametrize("kind", REJECTIONS)
+@pytest.mark.parametrize(
+    "role",
+    [
+        "other-compatible",
+        pytest.param("other-key", marks=pytest.mark.requires_os("bundle-signatures")),
+        "truncated",
+    ],
+)
 def test_bundle_that_does_not_fit_is_refused_and_changes_nothing(
-    fresh_dut: Dut, update_plan: UpdatePlan, tmp_path: Path, kind: str
+    fresh_dut: Dut, bundle: Callable[[BundleRole], Path], role: RefusedRole
 ) -> None:
-    make, message = REJECTIONS[kind]
-    bundle = make(update_plan.bundle, tmp_path / f"{kind}.bundle.tar", update_plan.manifest)
+    refusal = fresh_dut.profile.update.refusals.get(role)
+    if refusal is None:
+        pytest.fail(f"OS profile {fresh_dut.profile.name!r} states no update.refusals.{role}", pytrace=False)
     dut = fresh_dut
     before = os_state(dut)
-    result = install(dut, put_bundle(dut, bundle))
-    assert result.exit_code != 0, f"the {kind} bundle was accepted:\n{result.output}"
-    assert re.search(message, result.output), f"refusal does not say why ({message}):\n{result.output}"
+    result = install(dut, put_bundle(dut, bundle(role)))
+    assert result.exit_code != 0, f"the {role} bundle was accepted:\n{result.output}"
+    assert re.search(refusal, result.output), f"refusal does not say why ({refusal}):\n{result.output}"
     assert os_state(dut) == before

@@ -36,9 +36,13 @@ def test_the_default_policy_requires_the_four_suites_on_qemux86_64() -> None:
     # A generic systemd OS may lack what only hil's reference image and balenaOS have; nothing else.
     assert policy.model.os_profiles["generic"].may_lack == [
         "ab-update", "console-login", "config-hostname", "https-time", "persisted-clock", "time-ordering",
-        "steps-clock",
+        "steps-clock", "bundle-signatures",
     ]  # fmt: skip
-    assert policy.model.os_profiles["reference"].may_lack == ["failed-units", "ready-check"]
+    assert policy.model.os_profiles["reference"].may_lack == [
+        "failed-units",
+        "ready-check",
+        "bundle-signatures",
+    ]
     assert policy.may_lack("generic", "ab-update")
     assert not policy.may_lack("generic", "rig-dns")
     assert not policy.may_lack("reference", "ab-update")

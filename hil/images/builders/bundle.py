@@ -1,4 +1,5 @@
-"""Update bundles: a tar of manifest.json and the gzipped root filesystem, as hostapp-update takes them."""
+"""Update bundles: a tar of manifest.json and the gzipped root filesystem, as hostapp-update takes them.
+(Reading a bundle, any format hil understands, is hil.images.bundles.)"""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import tarfile
 from pathlib import Path
 
 from hil.errors import ImageError
+from hil.images.bundles import MANIFEST, read_manifest
 
-MANIFEST = "manifest.json"
 ROOTFS = "rootfs.img.gz"
 _CHUNK = 1024 * 1024
 
@@ -63,21 +64,6 @@ def write_bundle(rootfs_img: Path, out: Path, *, version: str, device_type: str,
     }
     _write(out, manifest, rootfs_gz)
     rootfs_gz.unlink()
-
-
-def read_manifest(bundle: Path) -> dict:
-    """The manifest of a bundle; ImageError when the file is not one."""
-    # Stream, and stop at the manifest (the first member): a truncated bundle still names its contents.
-    try:
-        with tarfile.open(bundle, "r|") as tar:
-            for member in tar:
-                if member.name == MANIFEST:
-                    data = tar.extractfile(member)
-                    if data is not None:
-                        return json.load(data)
-    except (tarfile.TarError, json.JSONDecodeError, OSError) as exc:
-        raise ImageError(f"{bundle} is not an update bundle: {exc}") from exc
-    raise ImageError(f"{bundle} is not an update bundle: it has no {MANIFEST}")
 
 
 def make_foreign_bundle(bundle: Path, device_type: str, out: Path) -> Path:
