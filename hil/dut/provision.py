@@ -10,7 +10,10 @@ from hil.dut.boards import make_board
 from hil.errors import ImageError
 from hil.images.arch import of_device_type
 from hil.images.builders.reference import build_reference
+from hil.images.osrelease import os_version
+from hil.images.read import read_info
 from hil.lab.rig import VIRTUAL_KINDS, Rig
+from hil.os.model import OsProfile
 
 log = logging.getLogger("hil.dut.provision")
 
@@ -25,6 +28,15 @@ def resolve_image(rig: Rig, image: Path | None, version: str = "1.0.0") -> Path:
         raise ImageError(f"rig {rig.name} is a {rig.kind} rig: name the image to flash with --image")
 
     return build_reference(version, arch=of_device_type(rig.device_type), log=log.info).disk
+
+
+def image_version(image: Path, profile: OsProfile) -> str | None:
+    """The OS version an image carries: os-release in the first root slot the profile's layout names,
+    else what a sidecar says (`<image>.json`); None when neither says."""
+    slots = sorted(p.number for p in profile.layout.partitions.values() if p.holds == "slot")
+    if slots:
+        return os_version(image, slots[0])
+    return read_info(image).version
 
 
 def open_dut(rig: Rig, artifacts: Path) -> Dut:

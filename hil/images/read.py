@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -294,7 +295,8 @@ def boot_partition(head: bytes, where: Path) -> Partition:
 
 
 def read_info(path: Path) -> ImageInfo:
-    """Device type and version, from device-type.json on the boot partition and `<image>.json` sidecars.
+    """Device type (device-type.json's slug on the boot partition) and version (only a sidecar says it:
+    the OS's own version is in os-release, see hil.images.osrelease), with `<image>.json` sidecars.
 
     The image's container is checked first (`check_integrity`). A sidecar fills in what the image does not
     carry; a sidecar that contradicts the image, or another sidecar, is refused rather than trusted.
@@ -333,7 +335,11 @@ def _embedded_info(path: Path, *, sidecar: bool) -> ImageInfo | None:
             text = _mtype(f"{path}@@{boot.offset}", path)
         else:
             text = _mtype_from_stream(stream, head, boot, path)
-    return None if text is None else _parse_manifest(text, f"{path}:/device-type.json")
+    if text is None:
+        return None
+    # device-type.json's `version` is the version of that file's format (balena's is 1), never the OS's:
+    # the OS version is os-release's (hil.images.osrelease).
+    return dataclasses.replace(_parse_manifest(text, f"{path}:/device-type.json"), version=None)
 
 
 def _sidecars(path: Path) -> list[Path]:

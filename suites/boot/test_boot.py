@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from hil.dut import Dut
-from hil.images.read import partition_uuids, read_info
+from hil.dut.provision import image_version
+from hil.images.read import partition_uuids
 
 KERNEL_TROUBLE = re.compile(r"Oops|BUG:|Call Trace|Kernel panic|[Ff]ailed to mount|mount: .*failed")
 
@@ -42,13 +43,13 @@ def test_logs_in_on_the_serial_console(console_dut: Dut) -> None:
 
 @pytest.mark.requires_os("image-identity")
 def test_runs_the_image_that_was_flashed(dut: Dut, dut_image: Path) -> None:
-    identity, info = dut.profile.identity, read_info(dut_image)
+    identity, version = dut.profile.identity, image_version(dut_image, dut.profile)
     checked = []
     if identity.slug_command:
         assert _out(dut, identity.slug_command) == dut.rig.device_type
         checked.append("device type")
-    if identity.version_command and info.version:
-        assert _out(dut, identity.version_command) == info.version
+    if identity.version_command and version:
+        assert _out(dut, identity.version_command) == version
         checked.append("version")
     if identity.root_partuuid_command:
         root = _out(dut, identity.root_partuuid_command).lower()

@@ -16,6 +16,7 @@ from hil.images.builders.disk import ESP_TYPE, partition_table
 from hil.images.builders.reference import ReferenceImage, build_reference
 from hil.images.builders.sshkey import default_public_key
 from hil.images.builders.tools import require
+from hil.images.osrelease import os_version
 
 
 @pytest.fixture(scope="session")
@@ -99,9 +100,10 @@ def test_grub_boots_the_kernel_of_the_slot_it_picks(image, partitions) -> None:
     assert b"save_env" in cfg
 
 
-def test_boot_partition_names_the_device_type_and_version(image, partitions) -> None:
+def test_boot_partition_names_the_device_type_and_each_root_the_version(image, partitions) -> None:
     device_type = json.loads(_vfat_cat(image, partitions["boot"], "device-type.json"))
-    assert device_type == {"slug": "qemux86-64", "version": "1.0.0"}
+    assert device_type == {"slug": "qemux86-64"}  # the OS version is os-release's, as on balenaOS
+    assert os_version(image.disk, 2) == os_version(image.disk, 3) == "1.0.0"
 
 
 def test_default_config_lets_hils_key_in(image, partitions) -> None:

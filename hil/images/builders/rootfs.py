@@ -241,6 +241,7 @@ def boot_files(version: str, config: dict, device_type: str) -> dict[str, str]:
     """The small text files of the boot partition, by name."""
     return {
         "config.json": json.dumps(config, indent=2) + "\n",
-        "device-type.json": json.dumps({"slug": device_type, "version": version}) + "\n",
+        # The slug only: the OS version lives in each root's os-release, where the OS keeps it.
+        "device-type.json": json.dumps({"slug": device_type}) + "\n",
         "bootenv": bootenv.BootEnv().render(),
     }
