@@ -126,6 +126,8 @@ def parse_xml(data: bytes) -> ET.Element:
         return ET.fromstring(data)
     except (xml.parsers.expat.ExpatError, ET.ParseError) as exc:
         raise Unreadable(f"not parsable as XML ({exc})") from None
+    except LookupError as exc:  # an XML declaration naming an encoding Python does not know
+        raise Unreadable(f"not parsable as XML ({exc})") from None
 
 
 def _testsuites(root: ET.Element) -> list[ET.Element]:

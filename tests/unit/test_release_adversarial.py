@@ -179,3 +179,10 @@ def test_arbitrary_bytes_in_a_report_never_crash_the_reader(junk: bytes, positio
         path.write_bytes(data[:at] + junk + data[at + len(junk) :])
         results = read_results([Path(tmp)])
         evaluate(POLICY, results, SUBJECT, catalog_of())
+
+
+def test_an_xml_declaration_naming_an_unknown_encoding_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    # Found by the property test above: expat raised LookupError, which escaped the reader.
+    (tmp_path / "junit.xml").write_bytes(b"<?xml version='1.0' encoding='u-f-8'?>\n<testsuites/>")
+    results = read_results([tmp_path])
+    assert any("unknown encoding" in problem for problem in results.problems), results.problems
