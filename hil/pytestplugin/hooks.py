@@ -302,20 +302,32 @@ def _attach(name: str, text: str) -> None:
 
 
 def _save_failure_evidence(dut: Dut, test: str) -> None:
-    """dmesg from the DUT (when it still answers) and the whole transcript, beside the logs and in Allure."""
+    """What the DUT logged (dmesg, and the OS profile's boot log, e.g. the systemd journal) while it still
+    answers, and the whole transcript: beside the logs and in Allure."""
     folder = dut.artifacts / re.sub(r"[^\w.-]+", "_", test)
     folder.mkdir(parents=True, exist_ok=True)
     if dut.broken is None:
-        try:
-            dmesg = (dut.run("dmesg", timeout=30) if dut.state >= 3 else dut.shell_run("dmesg", 30)).output
-        except HilError as exc:
-            dmesg = f"(dmesg unavailable: {exc})"
-        (folder / "dmesg.txt").write_text(dmesg)
-        _attach("dmesg", dmesg)
+        logs = {"dmesg": "dmesg"}
+        if dut.profile.boot.log_command != "dmesg":
+            logs["boot-log"] = dut.profile.boot.log_command
+        for name, command in logs.items():
+            text = _dut_output(dut, command)
+            (folder / f"{name}.txt").write_text(text)
+            _attach(f"{name} ({command})" if name != "dmesg" else name, text)
     _attach("console (full transcript)", read_clean(dut.transcript))
     for log_file in (dut.artifacts / "qemu.stderr.log",):
         if log_file.exists():
             _attach(log_file.name, log_file.read_text(errors="replace"))
+
+
+def _dut_output(dut: Dut, command: str, timeout: float = 30) -> str:
+    """A command's output from the DUT, over SSH when it is up, else on the console; why not, if not."""
+    try:
+        return (
+            dut.run(command, timeout=timeout) if dut.state >= 3 else dut.shell_run(command, timeout)
+        ).output
+    except HilError as exc:
+        return f"({command} unavailable: {exc})"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

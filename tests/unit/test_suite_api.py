@@ -133,6 +133,10 @@ def test_a_users_suite_outside_the_repository_passes_skips_and_fails_as_it_shoul
     }
     assert suite_props["hil.os_profile"] == "generic"
     assert suite_props["hil.device_type_source"] == "asserted"
+    # A failing test leaves what the DUT logged: dmesg, and the profile's boot log (the journal here).
+    evidence = Path(user_suite[user_suite.index("--hil-artifacts") + 1]) / "bench"
+    failed = evidence / "test_a_plain_assertion_still_fails"
+    assert sorted(f.name for f in failed.iterdir()) == ["boot-log.txt", "dmesg.txt"]
     assert (
         "pw"
         not in (
