@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ class _Handler(EventListener):
 
     def accept(self, event: Message) -> bool:
         if super().accept(event):
-            self._handler(event["event"], dict(event.get("data", {})))
+            data = event.get("data", {})  # QMP events are JSON objects; qemu.qmp types their values as object
+            self._handler(str(event["event"]), dict(data) if isinstance(data, Mapping) else {})
         return False
 
 
@@ -75,6 +76,8 @@ class QmpLink:
                     raise QemuError(f"cannot connect to QMP at {self._path}: {exc}") from None
                 time.sleep(0.05)
         version = self._client.greeting.QMP.version["qemu"] if self._client.greeting else {}
+        if not isinstance(version, Mapping):  # the greeting is JSON: qemu.qmp types it as object
+            return "unknown"
         return "{major}.{minor}.{micro}".format(**version) if version else "unknown"
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10) -> Any:
