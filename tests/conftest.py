@@ -1,7 +1,8 @@
-"""What hil's own tests share: the gated lab the run and dashboard tests read."""
+"""What hil's own tests share: the gated lab the run and dashboard tests read, and the order files run in."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,3 +27,12 @@ def url(lab: GatedLab) -> Iterator[str]:
 
     with serving(lab.lab.store) as base:
         yield base
+
+
+_DURATIONS = json.loads((Path(__file__).with_name("durations.json")).read_text())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (tests/durations.json), so that under xdist's --dist loadfile the two
+    workers end together rather than one starting a long end-to-end file last; order within a file stays."""
+    items.sort(key=lambda item: -_DURATIONS.get(item.path.name, 0))
