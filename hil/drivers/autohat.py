@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 from hil.console.transport import Transport
 from hil.console.uart import SerialTransport
 from hil.drivers.capabilities import PowerRelay, SdMuxControl, SerialLine
-from hil.drivers.config_json import write_config_json
+from hil.drivers.config_json import ConfigPlace, write_config_json
 from hil.drivers.flasher import flash_card
 from hil.drivers.power import RelayPower
 from hil.drivers.progress import auto_progress
@@ -43,7 +43,7 @@ class AutohatBoard:
     def __init__(
         self, name: str, *, power: RelayPower, mux: SdMux, console_port: str, baudrate: int,
         ssh_host: str, ssh_port: int, max_card_bytes: int, device_type: str, off_time: float,
-        guard: WriteGuard,
+        guard: WriteGuard, config_place: ConfigPlace | None,
     ) -> None:  # fmt: skip
         self.name = name
         self.power = power
@@ -56,6 +56,7 @@ class AutohatBoard:
         self.device_type = device_type
         self.off_time = off_time
         self.guard = guard
+        self.config_place = config_place  # None: the OS reads no config.json
         self.verify = True  # read every written byte back; `hil rig flash --no-verify` turns it off
 
     def flash(self, image: Path, config: dict[str, Any]) -> None:
@@ -73,7 +74,9 @@ class AutohatBoard:
             progress=auto_progress(f"flash {self.name}"), verify=self.verify,
             before_write=lambda: self.guard.writing(image),
         )  # fmt: skip
-        write_config_json(card.device, config, target_check=lambda fd: checked.check_node(card, fd))
+        if self.config_place is not None:
+            check = lambda fd: checked.check_node(card, fd)  # noqa: E731
+            write_config_json(card.device, config, self.config_place, target_check=check)
         self.guard.written(image)
         self.mux.to_dut()
 

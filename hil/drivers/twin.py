@@ -26,6 +26,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from hil.drivers.autohat import AutohatBoard, WriteGuard
 from hil.drivers.capabilities import HostedNetwork
 from hil.drivers.card import CardIdentity
+from hil.drivers.config_json import ConfigPlace
 from hil.drivers.fake_sysfs import FakeBlockTree
 from hil.drivers.power import RelayPower
 from hil.drivers.qemu.board import QemuBoard
@@ -87,6 +88,7 @@ class TwinBoard(AutohatBoard):
         artifacts: Path,
         ssh_guest_port: int,
         guard: WriteGuard,
+        config_place: ConfigPlace | None,
     ) -> None:
         self.spec = spec
         self.lab = FakeBlockTree(workdir / "lab")
@@ -121,6 +123,7 @@ class TwinBoard(AutohatBoard):
             device_type=spec.device_type,
             off_time=spec.off_time,
             guard=guard,
+            config_place=config_place,
         )
         factory.listeners[power_pin] = self._power_line
         if self.power.state == "on":  # the relay rests closed, as the last command left it

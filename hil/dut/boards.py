@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hil.console.transport import Transport
 from hil.drivers.capabilities import RIG_CAPABILITIES, capability_name, declared
+from hil.drivers.config_json import ConfigPlace
 from hil.lab.pool import HalfWrittenCard
 from hil.lab.rig import AutohatRig, QemuRig, Rig, TwinRig
 from hil.os.model import OsProfile
@@ -61,6 +62,15 @@ class BoardKind:
     make: Callable[[Rig, OsProfile, Path], Board]
 
 
+def config_place(profile: OsProfile) -> ConfigPlace | None:
+    """Where config.json goes on a flashed disk, from the profile's layout; None: the OS reads none."""
+    layout = profile.layout
+    if layout.config_path is None:
+        return None
+    boot = layout.boot_partition()
+    return ConfigPlace(boot.number if boot else None, layout.config_on_boot_partition() or "/config.json")
+
+
 def _qemu_preflight(rig: Rig) -> None:
     from hil.drivers.qemu.board import preflight
 
@@ -72,8 +82,9 @@ def _qemu_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     from hil.drivers.qemu.board import QemuBoard
 
     assert isinstance(rig.spec, QemuRig)  # only qemu rigs come here (BOARD_KINDS)
+    machine, workdir = rig.spec.qemu.to_machine(), make_workdir(rig.name)
     return QemuBoard(
-        rig.name, rig.spec.qemu.to_machine(), make_workdir(rig.name), artifacts, profile.ssh.port
+        rig.name, machine, workdir, artifacts, profile.ssh.port, config_place=config_place(profile)
     )
 
 
@@ -106,6 +117,7 @@ def _autohat_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
         device_type=rig.device_type,
         off_time=spec.power.off_time,
         guard=HalfWrittenCard(rig.name),
+        config_place=config_place(profile),
     )
 
 
@@ -124,6 +136,7 @@ def _twin_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
         artifacts,
         profile.ssh.port,
         HalfWrittenCard(rig.name),
+        config_place(profile),
     )
 
 

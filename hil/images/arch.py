@@ -13,8 +13,8 @@ from pathlib import Path
 
 from hil.errors import ImageError
 
-# Drivers the initramfs loads before it can mount a root on a QEMU board: disks, network, the FAT
-# boot partition, and the fw_cfg files QEMU passes (config.json).
+# Drivers the initramfs loads before it can mount a root on a QEMU board: disks, network and the FAT
+# boot partition (which holds config.json).
 _VIRTIO = (
     "virtio_pci",
     "virtio_blk",
@@ -23,7 +23,6 @@ _VIRTIO = (
     "nls_cp437",
     "nls_ascii",
     "nls_utf8",
-    "qemu_fw_cfg",
 )
 
 

@@ -80,9 +80,14 @@ def _extract(disk: Path, out: Path, offset: int, size: int) -> None:
     )
 
 
+def partitions_of(disk: Path) -> list[Partition]:
+    """The partition table of a raw or qcow2 disk image."""
+    return partitions(_head(disk, _format(disk)))
+
+
 def partition_of(disk: Path, number: int) -> Partition:
     """Partition `number` (1-based) of a raw or qcow2 disk image."""
-    found = {p.number: p for p in partitions(_head(disk, _format(disk)))}
+    found = {p.number: p for p in partitions_of(disk)}
     if number not in found:
         have = ", ".join(map(str, sorted(found))) or "none"
         raise ImageError(f"{disk} has no partition {number} (it has: {have})")

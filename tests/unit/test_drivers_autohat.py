@@ -13,6 +13,7 @@ from gpiozero.pins.mock import MockFactory
 from hil.drivers import flasher
 from hil.drivers.autohat import AutohatBoard
 from hil.drivers.card import CardIdentity
+from hil.drivers.config_json import ConfigPlace
 from hil.drivers.fake_sysfs import FakeBlockTree
 from hil.drivers.power import RelayPower
 from hil.drivers.sdmux import GpioSdMux
@@ -34,6 +35,7 @@ def board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AutohatBo
         RIG, power=RelayPower(4, pin_factory=pins), mux=GpioSdMux(5, False, lab.locator(READER), pins),
         console_port="/dev/null", baudrate=115200, ssh_host="127.0.0.1", ssh_port=22,
         max_card_bytes=1 << 30, device_type="raspberrypi4-64", off_time=0.1, guard=HalfWrittenCard(RIG),
+        config_place=ConfigPlace(),
     )  # fmt: skip
     yield board
     board.close()

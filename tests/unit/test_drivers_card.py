@@ -17,7 +17,7 @@ import pytest
 
 from hil.drivers import flasher
 from hil.drivers.card import CardIdentity, CardLocator, block_device_number
-from hil.drivers.config_json import write_config_json
+from hil.drivers.config_json import ConfigPlace, write_config_json
 from hil.drivers.fake_sysfs import FakeBlockTree
 from hil.drivers.flasher import flash_card
 from hil.errors import FlashError, HilError, RigConfigError
@@ -226,7 +226,10 @@ def test_config_json_goes_only_to_the_checked_card(tree: FakeBlockTree, image: P
     repoint(tree, tree.disks["sdb"].backing)()
     with pytest.raises(FlashError, match=r"expected block device 8:16 \(sda\), found block device 8:32"):
         write_config_json(
-            card.device, {"hostname": "x"}, target_check=lambda fd: locator.check_node(card, fd)
+            card.device,
+            {"hostname": "x"},
+            ConfigPlace(),
+            target_check=lambda fd: locator.check_node(card, fd),
         )
     assert fingerprint(tree) == before
 

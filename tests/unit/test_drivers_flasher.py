@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from hil.drivers.config_json import write_config_json
+from hil.drivers.config_json import ConfigPlace, write_config_json
 from hil.drivers.flasher import flash, verify_written, write_image
 from hil.drivers.progress import LogProgress, TerminalProgress
 from hil.errors import FlashError, ImageError
+from hil.images.edit import read_file
 from tests.support.disk_images import make_disk
 
 MIB = 1 << 20
@@ -233,7 +234,7 @@ def test_a_terminal_gets_a_bar_with_throughput(image: Path, tmp_path: Path) -> N
 
 def test_config_json_is_written_into_the_boot_partition(tmp_path: Path) -> None:
     disk = make_disk(tmp_path / "os.img", boot_files={"device-type.json": b"{}"})
-    write_config_json(disk, {"hostname": "rig-7", "wifi": {"ssid": "lab"}})
+    write_config_json(disk, {"hostname": "rig-7", "wifi": {"ssid": "lab"}}, ConfigPlace())
     shown = subprocess.run(
         ["mtype", "-i", f"{disk}@@{MIB}", "::/config.json"],
         capture_output=True,
@@ -246,5 +247,13 @@ def test_config_json_is_written_into_the_boot_partition(tmp_path: Path) -> None:
 def test_config_json_needs_a_boot_partition(tmp_path: Path) -> None:
     blank = tmp_path / "blank.img"
     blank.write_bytes(bytes(2 * MIB))
-    with pytest.raises(ImageError, match="has no FAT boot partition"):
-        write_config_json(blank, {})
+    with pytest.raises(ImageError, match=r"has no FAT partition for config\.json"):
+        write_config_json(blank, {}, ConfigPlace())
+    with pytest.raises(ImageError, match=r"has no partition 3 for config\.json"):
+        write_config_json(make_disk(tmp_path / "os.img", boot_files={}), {}, ConfigPlace(3, "/config.json"))
+
+
+def test_config_json_goes_where_the_place_says(tmp_path: Path) -> None:
+    disk = make_disk(tmp_path / "os.img", boot_files={"device-type.json": b"{}"})
+    write_config_json(disk, {"hostname": "x"}, ConfigPlace(1, "/device-config.json"))
+    assert json.loads(read_file(disk, 1, "/device-config.json")) == {"hostname": "x"}

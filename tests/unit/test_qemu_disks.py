@@ -9,7 +9,7 @@ from hil.drivers.qemu.disks import DiskSet, DiskSets
 
 def _flash(sets: DiskSets) -> DiskSet:
     root = sets.new_root()
-    disk_set = DiskSet(root, root / "disk.qcow2", "qcow2", None)
+    disk_set = DiskSet(root, root / "disk.qcow2", "qcow2")
     sets.attach(disk_set)
     return disk_set
 

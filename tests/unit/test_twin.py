@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hil.drivers.twin import TwinBoard
+from hil.dut.boards import config_place
 from hil.errors import ImageError
 from hil.images.read import boot_partition
 from hil.lab.pool import HalfWrittenCard, health_dir
@@ -36,6 +37,7 @@ def twin(tmp_path: Path) -> Iterator[TwinBoard]:
         tmp_path / "art",
         ssh_port,
         HalfWrittenCard(rig.name),
+        config_place(rig.profile),
     )
     yield board
     board.close()
@@ -139,6 +141,7 @@ def open_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
                 tmp_path / "art",
                 22,
                 HalfWrittenCard(rig.name),
+                config_place(rig.profile),
             )
         )
         return boards[-1]

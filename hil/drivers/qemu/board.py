@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from hil.console.unix_socket import UnixSocketTransport
 from hil.drivers.capabilities import BootSnapshots, HostedNetwork, LinkControl, NetworkCapture, RtcControl
+from hil.drivers.config_json import ConfigPlace
 from hil.drivers.qemu.accel import Accel, pick_accel
 from hil.drivers.qemu.disks import DiskSet, DiskSets
 from hil.drivers.qemu.machine import Machine
@@ -34,12 +35,12 @@ from hil.drivers.qemu.qmp import EventHandler, QmpLink
 from hil.drivers.qemu.rtc import RtcClock
 from hil.errors import QemuError, ToolMissing
 from hil.images.arch import ARCHES
+from hil.images.edit import partitions_of, write_file
 from hil.images.read import materialize
 from hil.util.hostproc import free_port, tool
 
 log = logging.getLogger("hil.qemu")
 
-CONFIG_FW_CFG = "opt/io.hil/config.json"
 SLIRP_HOST = "10.0.2.2"  # where QEMU user networking puts the host, as the guest sees it
 SNAPSHOT = "hil-booted"  # the name of the one snapshot a disk set holds
 # A reset pauses the machine instead of resetting it in place (hil then starts a new process), and so
@@ -73,10 +74,11 @@ class QemuBoard:
 
     def __init__(
         self, name: str, spec: Machine, workdir: Path, artifacts: Path, ssh_guest_port: int,
-        *, serial: Literal["socket", "pty"] = "socket",
+        *, serial: Literal["socket", "pty"] = "socket", config_place: ConfigPlace | None = None,
     ) -> None:  # fmt: skip
         self.name = name
         self.spec = spec
+        self.config_place = config_place  # where config.json goes on the disk; None: the OS reads none
         self.workdir = workdir
         self.artifacts = artifacts
         self.ssh_guest_port = ssh_guest_port
@@ -146,16 +148,18 @@ class QemuBoard:
         if out.returncode != 0:
             raise QemuError(f"qemu-img could not create an overlay on {image}: {out.stderr.strip()}")
         self.rtc_base = None
-        config_file = root / "config.json"
-        config_file.write_text(json.dumps(config, indent=2))
-        self._disks.attach(DiskSet(root, overlay, "qcow2", config_file))
+        if self.config_place is not None:  # where a device finds it: on its boot partition
+            place = self.config_place
+            number = place.find(partitions_of(overlay), image).number
+            write_file(overlay, number, place.path, (json.dumps(config, indent=2) + "\n").encode())
+        self._disks.attach(DiskSet(root, overlay, "qcow2"))
         log.info("%s: flashed %s (overlay %s)", self.name, image, overlay)
 
     def attach_disk(self, disk: Path | None, fmt: str = "raw") -> None:
         """Boot from `disk` (None: no disk) with fresh firmware settings."""
         if self.is_on:
             raise QemuError(f"board {self.name} is powered; its disk cannot change under it")
-        self._disks.attach(DiskSet(self._disks.new_root(), disk, fmt, None))
+        self._disks.attach(DiskSet(self._disks.new_root(), disk, fmt))
 
     def save_snapshot(self, key: str) -> None:
         """Save the running machine (memory, devices, disk) as `key`, to start from it again later."""
@@ -200,7 +204,6 @@ class QemuBoard:
             *(["-drive", f"if=virtio,format={disks.fmt},file={disks.disk}"] if disks.disk else []),
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:{self.ssh_guest_port}",
             "-device", "virtio-net-pci,netdev=net0,id=nic0",
-            *(["-fw_cfg", f"name={CONFIG_FW_CFG},file={disks.config}"] if disks.config else []),
             "-rtc", f"base={self._rtc_start()}",
             *(RESET_AS_RESTART if self.restarts_on_reset else ()),
             *(["-loadvm", self._loadvm] if self._loadvm else []),

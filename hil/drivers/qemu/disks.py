@@ -1,4 +1,4 @@
-"""A virtual board's disks: every flash gets its own set (disk overlay, firmware variables, config.json),
+"""A virtual board's disks: every flash gets its own set (disk overlay, firmware variables),
 and a set that holds a snapshot of its booted machine is kept so the board can start from it again.
 
 Firmware variables are a qcow2 file, not raw: QEMU saves a snapshot only when every writable drive can
@@ -20,12 +20,11 @@ VARS_FILE = "efivars.qcow2"
 
 @dataclass(frozen=True)
 class DiskSet:
-    """What one flash put on the board: `disk` (None: no disk) in `fmt`, `config` for fw_cfg."""
+    """What one flash put on the board: `disk` (None: no disk) in `fmt`."""
 
     root: Path
     disk: Path | None
     fmt: str
-    config: Path | None
 
     @property
     def vars(self) -> Path:
