@@ -1,4 +1,4 @@
-"""`hil image`: build the reference image or a plain Debian image, inspect an image."""
+"""`hil image`: build the reference image, a plain Debian image or a RAUC image, inspect an image."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `hil image build-reference | build-debian | info`."""
-    image = subparsers.add_parser("image", help="build the reference or a plain Debian image, inspect images")
+    """Register `hil image build-reference | build-debian | build-rauc | info`."""
+    image = subparsers.add_parser(
+        "image", help="build the reference, a plain Debian or a RAUC image, inspect images"
+    )
     sub = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     build = sub.add_parser(
         "build-reference",
@@ -27,6 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     build.set_defaults(func=_build)
     _add_debian_parser(sub)
+    _add_rauc_parser(sub)
     info = sub.add_parser("info", help="print an image's device type and version")
     info.add_argument("image", type=Path)
     info.set_defaults(func=_info)
@@ -55,6 +58,35 @@ def _add_debian_parser(sub: argparse._SubParsersAction) -> None:
         help="root's console password (default: $HIL_DEBIAN_ROOT_PASSWORD, else hil-debian)",
     )  # fmt: skip
     debian.set_defaults(func=_build_debian)
+
+
+_RAUC_DESCRIPTION = (
+    "Build a Debian 12 amd64 image whose updates are RAUC's, an A/B updater hil did not write: GPT esp (a "
+    "standalone GRUB that picks the slot from RAUC's grubenv), rootA (--version), rootB (empty), data "
+    "(/data); systemd's boot-complete health check marks a booted slot good, or bad and reboots. Beside the "
+    "disk, the next version's bundles, one per role of the update suite (good, never-boots, kernel-panics, "
+    "health-fails, other-compatible, other-key, truncated), and a bundles file naming them; they are signed "
+    "with keys made for the image and kept beside it in the cache. Root logs in on the console with a "
+    "password ($HIL_DEBIAN_ROOT_PASSWORD, else hil-debian). Needs root; no mounts or loop devices. Prints "
+    "the disk path, then the bundles file's path."
+)
+
+
+def _add_rauc_parser(sub: argparse._SubParsersAction) -> None:
+    what = "build a Debian 12 image updated by RAUC, with its test bundles (cached by content hash)"
+    rauc = sub.add_parser("build-rauc", help=what, description=_RAUC_DESCRIPTION)
+    rauc.set_defaults(func=_build_rauc)
+    version = "the OS version in slot A, numbers joined by dots (1.0.0); the bundles carry the next (1.0.1)"
+    rauc.add_argument("--version", default="1.0.0", help=version)
+
+
+def _build_rauc(args: argparse.Namespace) -> int:
+    from hil.images.builders.rauc import build_rauc
+
+    built = build_rauc(version=args.version, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(built.disk)
+    print(built.bundles_file)
+    return 0
 
 
 def _build_debian(args: argparse.Namespace) -> int:

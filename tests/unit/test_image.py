@@ -6,6 +6,7 @@ import gzip
 import json
 import lzma
 import subprocess
+import threading
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from hil.commands.main import main as hil_main
 from hil.errors import ImageError
 from hil.images.bmap import find_bmap, parse_bmap
+from hil.images.builders.cache import one_builder
 from hil.images.read import (
     ImageInfo,
     check_device_type,
@@ -288,3 +290,23 @@ def test_a_bmap_whose_contents_were_altered_is_refused(disk: Path) -> None:
     bmap_path.write_text(bmap_path.read_text().replace("<BlockSize> 4096", "<BlockSize> 8192"))
     with pytest.raises(ImageError, match="BmapFileChecksum does not match"):
         parse_bmap(bmap_path)
+
+
+def test_a_second_builder_waits_for_the_first_and_builds_nothing(tmp_path: Path) -> None:
+    final = tmp_path / "entry"
+    events: list[str] = []
+    with one_builder(final) as needed:
+        assert needed
+        second = threading.Thread(target=lambda: events.append(f"second needed={_needs(final)}"))
+        second.start()
+        second.join(0.3)
+        assert second.is_alive(), "the second builder did not wait for the lock"
+        final.mkdir()
+        events.append("first built")
+    second.join(5)
+    assert events == ["first built", "second needed=False"]
+
+
+def _needs(final: Path) -> bool:
+    with one_builder(final) as needed:
+        return needed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 from collections.abc import Iterator
@@ -27,6 +28,17 @@ def _reap_stale_builds(images: Path) -> None:
             os.kill(int(pid), 0)
             continue
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def one_builder(final: Path) -> Iterator[bool]:
+    """Hold cache entry `final`'s build lock (an flock, so it dies with its holder); yields whether the
+    entry still needs building: another process (an xdist worker) may have built it while this one
+    waited, and then it is used as built, never built twice."""
+    lock = final.parent / f".lock-{final.name}"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield not final.is_dir()
 
 
 @contextlib.contextmanager

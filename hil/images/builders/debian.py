@@ -14,13 +14,13 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hil.errors import ImageError
 from hil.images.builders import buildlog, disk, kernel, rootfs, tools
-from hil.images.builders.cache import building, images_dir
+from hil.images.builders.cache import building, images_dir, one_builder
 from hil.images.builders.debs import SOURCES, SUITE, Package, resolve
 from hil.images.builders.sshkey import write_key_pair
 
@@ -45,7 +45,13 @@ FILES = rootfs.FILES / "debian"
 LAYOUT = (disk.Partition("esp", disk.ESP_TYPE, 128), disk.Partition("root", disk.LINUX_TYPE, 2942))
 # Everything besides the recipe that decides the image's bytes: this builder, its helpers, its files.
 _HERE = Path(__file__).parent
-_BUILDER = (Path(__file__), Path(disk.__file__), Path(buildlog.__file__), Path(rootfs.__file__))
+BUILDER = (
+    Path(__file__),
+    Path(disk.__file__),
+    Path(buildlog.__file__),
+    Path(rootfs.__file__),
+    Path(kernel.__file__),
+)
 _PUBLIC_KEY = re.compile(
     r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+@openssh\.com) [A-Za-z0-9+/]+=*( .*)?"
 )
@@ -76,13 +82,24 @@ class Recipe:
 
     def cache_key(self) -> str:
         """Hash of the recipe and the builder's code and files."""
-        sha = hashlib.sha256()
-        for path in sorted([*_BUILDER, *(p for p in FILES.rglob("*") if p.is_file())]):
-            sha.update(f"{path.relative_to(_HERE)}\0".encode() + path.read_bytes() + b"\0")
-        record = [SUITE, SOURCES, self.variant, [f"{p.name}={p.version}" for p in self.packages]]
-        record += [self.root_password, self.authorized_key]
-        sha.update(json.dumps(record).encode())
-        return sha.hexdigest()[:16]
+        packages = [f"{p.name}={p.version}" for p in self.packages]
+        record = [SUITE, SOURCES, self.variant, packages, self.root_password, self.authorized_key]
+        return content_key([*BUILDER, *files_below(FILES)], record)
+
+
+def files_below(directory: Path) -> list[Path]:
+    """Every file under `directory`, for a cache key."""
+    return [p for p in directory.rglob("*") if p.is_file()]
+
+
+def content_key(sources: Iterable[Path], record: Sequence[object]) -> str:
+    """A cache key: the hash of a builder's code and files (`sources`, all under this folder) and of its
+    recipe (`record`, anything JSON can write)."""
+    sha = hashlib.sha256()
+    for path in sorted(sources):
+        sha.update(f"{path.relative_to(_HERE)}\0".encode() + path.read_bytes() + b"\0")
+    sha.update(json.dumps(record).encode())
+    return sha.hexdigest()[:16]
 
 
 def recipe(variant: str, authorized_key: Path | None = None, root_password: str | None = None) -> Recipe:
@@ -98,10 +115,15 @@ def recipe(variant: str, authorized_key: Path | None = None, root_password: str 
         raise ImageError(
             f"the {variant} variant bakes in no SSH key; use --variant key with --authorized-key"
         )
-    password = root_password or os.environ.get(ROOT_PASSWORD_ENV) or DEFAULT_ROOT_PASSWORD
+    return Recipe(variant, (), root_password_for(root_password), None)
+
+
+def root_password_for(given: str | None) -> str:
+    """Root's console password: `given`, else $HIL_DEBIAN_ROOT_PASSWORD, else DEFAULT_ROOT_PASSWORD."""
+    password = given or os.environ.get(ROOT_PASSWORD_ENV) or DEFAULT_ROOT_PASSWORD
     if "\n" in password:
         raise ImageError("the root password must be one line")
-    return Recipe(variant, (), password, None)
+    return password
 
 
 def _public_key(path: Path) -> str:
@@ -127,30 +149,57 @@ def build_debian(
     """Build the plain Debian 12 image for a variant, or return the cached one at once."""
     checked = recipe(variant, authorized_key, root_password)  # refuse bad arguments before asking apt
     wanted = dataclasses.replace(checked, packages=tuple(resolve(checked.include)))
-    images = images_dir(cache)
-    final = images / f"debian12-{wanted.cache_key()}"
+    final = images_dir(cache) / f"debian12-{wanted.cache_key()}"
+    image = _image(final, wanted)
     if final.is_dir():
-        image = _image(final, wanted)
         log(f"cached: {image.disk}")
         return image
+    preflight("the Debian image")
+    build_once(
+        final,
+        f"the plain Debian 12 image ({variant})",
+        lambda tmp, blog: _build(tmp / "work", _image(tmp, wanted), wanted, blog),
+        {"variant": variant, "packages": {p.name: p.version for p in wanted.packages}},
+        log,
+    )
+    return image
 
-    _preflight()
+
+def build_once(
+    final: Path,
+    what: str,
+    build: Callable[[Path, buildlog.BuildLog], None],
+    info: Mapping[str, object],
+    log: Callable[[str], None],
+) -> None:
+    """Make the cache entry `final` with `build(directory, build_log)`, one builder at a time: in a
+    directory renamed to `final` once complete, with `image.json` (`info`) and the build log in it. A
+    failure is one line naming the log, which stays beside the cache entry."""
+    with one_builder(final) as needed:
+        if needed:
+            _build_entry(final, what, build, info, log)
+        else:
+            log(f"built meanwhile by another process: {final}")
+
+
+def _build_entry(
+    final: Path,
+    what: str,
+    build: Callable[[Path, buildlog.BuildLog], None],
+    info: Mapping[str, object],
+    log: Callable[[str], None],
+) -> None:
     started = time.monotonic()
-    log(f"building the plain Debian 12 image ({variant}) in {images}")
+    log(f"building {what} in {final.parent}")
     # The log lives outside the build directory, so it outlives a failed build; per process, so two
     # concurrent builds of the same image (xdist workers) each keep their own.
-    build_log = images / f"{final.name}-{os.getpid()}.build.log"
+    build_log = final.parent / f"{final.name}-{os.getpid()}.build.log"
     with buildlog.BuildLog(build_log, log) as blog, building(final) as tmp:
-        with blog.failures_named(f"building the plain Debian image ({variant})"):
-            _build(tmp / "work", _image(tmp, wanted), wanted, blog)
-        versions = {p.name: p.version for p in wanted.packages}
-        (tmp / "image.json").write_text(
-            json.dumps({"variant": variant, "packages": versions}, indent=2) + "\n"
-        )
+        with blog.failures_named(f"building {what}"):
+            build(tmp, blog)
+        (tmp / "image.json").write_text(json.dumps(info, indent=2) + "\n")
         blog.move_into(tmp / "build.log")
-    image = _image(final, wanted)
-    log(f"built {image.disk} in {time.monotonic() - started:.1f} s")
-    return image
+    log(f"built {what} in {time.monotonic() - started:.1f} s: {final}")
 
 
 def _image(directory: Path, wanted: Recipe) -> DebianImage:
@@ -159,13 +208,14 @@ def _image(directory: Path, wanted: Recipe) -> DebianImage:
     return DebianImage(path, wanted.variant, path.with_name(f"{path.name}.id_ed25519") if generated else None)
 
 
-def _preflight() -> None:
+def preflight(what: str, extra_tools: tuple[str, ...] = ()) -> None:
+    """Refuse a build that could not finish: not root, or a host program missing (named with its package)."""
     if os.geteuid() != 0:
         raise ImageError(
-            "building the Debian image needs root: mmdebstrap installs packages in a chroot and "
+            f"building {what} needs root: mmdebstrap installs packages in a chroot and "
             "mkfs.ext4 -d copies file owners"
         )
-    for tool in ("mmdebstrap", "unshare", "mkfs.ext4", "mkfs.vfat", "mcopy", "sfdisk"):
+    for tool in ("mmdebstrap", "unshare", "mkfs.ext4", "mkfs.vfat", "mcopy", "sfdisk", *extra_tools):
         tools.require(tool)
     tools.require_grub_efi()
 
@@ -177,14 +227,13 @@ def _build(work: Path, target: DebianImage, wanted: Recipe, blog: buildlog.Build
     public_key = wanted.authorized_key
     if target.private_key is not None:
         public_key = write_key_pair(target.private_key, "hil-debian")
-    blog.phase(f"mmdebstrap {SUITE}: {', '.join(wanted.include)}")
-    _mmdebstrap(root, wanted, blog)
+    mmdebstrap(root, wanted.include, wanted.root_password, blog)
     configure(root, public_key)
     blog.phase("root tree configured: hostname debian, systemd-networkd DHCP, empty machine-id")
 
     disk.grub_efi(work / "BOOTX64.EFI", FILES / "grub.cfg")
     boot = {"EFI/BOOT/BOOTX64.EFI": work / "BOOTX64.EFI", "vmlinuz": kernel.vmlinuz(root)}
-    boot["initrd.img"] = _initrd(root)
+    boot["initrd.img"] = kernel.initrd(root)
     disk.mkfs_vfat(work / "esp.img", LAYOUT[0].size_mib, "ESP", boot)
     blog.phase("ESP made: standalone GRUB, kernel and initrd")
     disk.mkfs_ext4(work / "root.img", LAYOUT[1].size_mib, "debian-root", root)
@@ -194,21 +243,31 @@ def _build(work: Path, target: DebianImage, wanted: Recipe, blog: buildlog.Build
     shutil.rmtree(work)
 
 
-def _mmdebstrap(root: Path, wanted: Recipe, blog: buildlog.BuildLog) -> None:
-    """Install Debian into `root` (mmdebstrap's root mode, in a mount and PID namespace of its own, so
-    its /proc and /sys mounts and its processes end with it however the build ends)."""
+def mmdebstrap(
+    root: Path,
+    include: Sequence[str],
+    root_password: str | None,
+    blog: buildlog.BuildLog,
+    *,
+    options: Sequence[str] = (),
+) -> None:
+    """Install Debian with `include` into `root`, systemd-networkd and -resolved enabled, root's password
+    set (None: locked); `options` are more of mmdebstrap's. mmdebstrap runs in its root mode, in a mount
+    and PID namespace of its own, so its /proc and /sys mounts and its processes end with it however the
+    build ends."""
+    blog.phase(f"mmdebstrap {SUITE}: {', '.join(include)}")
     hooks = ['chroot "$1" systemctl enable systemd-networkd.service systemd-resolved.service']
     env = dict(os.environ)
-    if wanted.root_password is None:
+    if root_password is None:
         hooks.append('chroot "$1" passwd --lock root')
     else:  # by environment, so the password never shows in a process listing
         hooks.append(f'printf "root:%s\\n" "${ROOT_PASSWORD_ENV}" | chroot "$1" chpasswd')
-        env[ROOT_PASSWORD_ENV] = wanted.root_password
+        env[ROOT_PASSWORD_ENV] = root_password
     unshare = tools.require("unshare")
     namespace = [unshare, "--mount", "--propagation=private", "--pid", "--fork", "--kill-child"]
     blog.run(
-        [*namespace, tools.require("mmdebstrap"), "--mode=root", "--format=directory",
-         f"--include={','.join(wanted.include)}", *(f"--customize-hook={hook}" for hook in hooks),
+        [*namespace, tools.require("mmdebstrap"), "--mode=root", "--format=directory", *options,
+         f"--include={','.join(include)}", *(f"--customize-hook={hook}" for hook in hooks),
          SUITE, str(root), *SOURCES],
         env=env, name="mmdebstrap",
     )  # fmt: skip
@@ -229,10 +288,3 @@ def configure(root: Path, public_key: str | None) -> None:
         keys = ssh / "authorized_keys"
         keys.write_text(public_key + "\n")
         keys.chmod(0o600)
-
-
-def _initrd(root: Path) -> Path:
-    found = sorted((root / "boot").glob("initrd.img-*"))
-    if len(found) != 1:
-        raise ImageError(f"expected one initrd.img in {root}/boot (initramfs-tools), found {found}")
-    return found[0]

@@ -42,10 +42,14 @@ def size_mib(name: str) -> int:
     return next(p.size_mib for p in LAYOUT if p.name == name)
 
 
-def mkfs_ext4(image: Path, size_mib: int, label: str, source: Path | None = None) -> None:
-    """An ext4 image file, filled from `source` when given (owners are copied: build as root)."""
-    populate = ["-d", source] if source else []
-    run(["mkfs.ext4", "-q", "-F", "-L", label, *populate, image, f"{size_mib}M"])
+def mkfs_ext4(
+    image: Path, size_mib: int, label: str, source: Path | None = None, *, block_size: int | None = None
+) -> None:
+    """An ext4 image file, filled from `source` when given (owners are copied: build as root); mke2fs
+    picks the block size from the size (1 KiB below 512 MiB) unless `block_size` is given."""
+    populate: list[str | Path] = ["-d", source] if source else []
+    blocks = ["-b", str(block_size)] if block_size else []
+    run(["mkfs.ext4", "-q", "-F", "-L", label, *blocks, *populate, image, f"{size_mib}M"])
 
 
 def mkfs_vfat(image: Path, size_mib: int, label: str, files: dict[str, Path]) -> None:
@@ -75,11 +79,15 @@ def partition_table(disk: Path) -> list[dict]:
     return json.loads(run(["sfdisk", "--json", disk]))["partitiontable"]["partitions"]
 
 
-def grub_efi(out: Path, grub_cfg: Path, modules_dir: Path = GRUB_EFI_DIR) -> None:
+def grub_efi(
+    out: Path, grub_cfg: Path, modules_dir: Path = GRUB_EFI_DIR, *, extra_modules: tuple[str, ...] = ()
+) -> None:
     """A standalone GRUB EFI binary with `grub_cfg` built in, for the platform of `modules_dir`
-    (a GRUB module directory such as /usr/lib/grub/x86_64-efi: its name is grub-mkstandalone's target)."""
+    (a GRUB module directory such as /usr/lib/grub/x86_64-efi: its name is grub-mkstandalone's target),
+    with GRUB_MODULES and the `extra_modules` a grub.cfg needs beyond them."""
     require_grub_efi(modules_dir)
     # Only the modules grub.cfg uses, built into the core image: 1 MB instead of 10 for the firmware to load.
+    modules = " ".join([GRUB_MODULES, *extra_modules])
     run(
         [
             "grub-mkstandalone",
@@ -87,8 +95,8 @@ def grub_efi(out: Path, grub_cfg: Path, modules_dir: Path = GRUB_EFI_DIR) -> Non
             modules_dir.name,
             "--directory",
             modules_dir,
-            f"--modules={GRUB_MODULES}",
-            f"--install-modules={GRUB_MODULES}",
+            f"--modules={modules}",
+            f"--install-modules={modules}",
             "--locales=",
             "--fonts=",
             "--themes=",
@@ -100,7 +108,11 @@ def grub_efi(out: Path, grub_cfg: Path, modules_dir: Path = GRUB_EFI_DIR) -> Non
 
 
 def assemble(disk: Path, images: dict[str, Path], layout: tuple[Partition, ...] = LAYOUT) -> None:
-    """Lay out `layout` on a new sparse disk file and write each partition's image into place."""
+    """Lay out `layout` on a new sparse disk file and write each partition's image into place; a
+    partition `images` does not name stays empty (zeros), as a slot nothing was installed in yet."""
+    unknown = sorted(set(images) - {p.name for p in layout})
+    if unknown:
+        raise ImageError(f"no partition in the layout is named {', '.join(unknown)}")
     total_mib = 1 + sum(p.size_mib for p in layout) + 1  # GPT header before, backup GPT after
     with disk.open("wb") as f:
         f.truncate(total_mib * MIB)
@@ -111,7 +123,9 @@ def assemble(disk: Path, images: dict[str, Path], layout: tuple[Partition, ...] 
     for entry, part in zip(partition_table(disk), layout, strict=True):
         if entry["name"] != part.name or entry["size"] != part.size_mib * 2048:
             raise ImageError(f"sfdisk laid out {entry} where {part} was asked for")
-        image = images[part.name]
+        image = images.get(part.name)
+        if image is None:
+            continue
         if image.stat().st_size > part.size_mib * MIB:
             raise ImageError(f"{image} does not fit partition {part.name} ({part.size_mib} MiB)")
         _copy_sparse(image, disk, entry["start"] * 512)

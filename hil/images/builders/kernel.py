@@ -24,10 +24,19 @@ def modules_dir(kernel_tree: Path) -> Path:
 
 
 def vmlinuz(kernel_tree: Path) -> Path:
-    """The kernel binary of an unpacked linux-image package."""
-    found = sorted((kernel_tree / "boot").glob("vmlinuz-*"))
+    """The kernel binary of an unpacked linux-image package (or of a root tree it is installed in)."""
+    return _one_in_boot(kernel_tree, "vmlinuz-*", "vmlinuz")
+
+
+def initrd(tree: Path) -> Path:
+    """The initramfs image that Debian's initramfs-tools made in a root tree's /boot."""
+    return _one_in_boot(tree, "initrd.img-*", "initrd.img (initramfs-tools)")
+
+
+def _one_in_boot(tree: Path, pattern: str, what: str) -> Path:
+    found = sorted((tree / "boot").glob(pattern))
     if len(found) != 1:
-        raise ImageError(f"expected one vmlinuz in {kernel_tree}/boot, found {found}")
+        raise ImageError(f"expected one {what} in {tree}/boot, found {found}")
     return found[0]
 
 

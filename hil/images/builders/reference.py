@@ -17,7 +17,7 @@ from hil.images import arch as arches
 from hil.images.arch import Arch
 from hil.images.builders import disk, kernel, rootfs
 from hil.images.builders.bundle import write_bundle
-from hil.images.builders.cache import building, images_dir
+from hil.images.builders.cache import building, images_dir, one_builder
 from hil.images.builders.cpio import write_newc
 from hil.images.builders.debs import HOST, Apt, Package, foreign_apt, resolve, unpack
 from hil.images.builders.sshkey import default_public_key
@@ -173,7 +173,20 @@ def build_reference(
         return image
 
     started = time.monotonic()
-    log(f"building the reference image {version} ({variant}, {target_arch.name}) in {images}")
+    with one_builder(final) as needed:
+        if needed:
+            log(f"building the reference image {version} ({variant}, {target_arch.name}) in {images}")
+            _build_entry(final, version, variant, target_arch, packages, host_tools, ssh_key, cache, apt, log)
+    image = _image(final, version, variant, target_arch)
+    log(f"built {image.disk} in {time.monotonic() - started:.1f} s")
+    return image
+
+
+def _build_entry(
+    final: Path, version: str, variant: str, target_arch: arches.Arch, packages: list[Package],
+    host_tools: list[Package], ssh_key: str, cache: Path, apt: Apt, log: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Build the cache entry `final` (the caller holds its build lock)."""
     with building(final) as tmp:
         trees = unpack(packages, cache / "debs", apt)
         tools = unpack(host_tools, cache / "debs")
@@ -195,6 +208,3 @@ def build_reference(
             )
             + "\n"
         )
-    image = _image(final, version, variant, target_arch)
-    log(f"built {image.disk} in {time.monotonic() - started:.1f} s")
-    return image

@@ -22,6 +22,11 @@ APT_PACKAGE = {
     "grub-mkstandalone": "grub-common",
     "mmdebstrap": "mmdebstrap",
     "unshare": "util-linux",
+    "chroot": "coreutils",
+    "grub-editenv": "grub-common",
+    "openssl": "openssl",
+    "rauc": "rauc",
+    "mksquashfs": "squashfs-tools",
 }
 
 # grub-mkstandalone needs the EFI modules as well as the program itself: the host's, for x86-64.
