@@ -207,9 +207,10 @@ class RigServer(_Group):
 
     via: Literal["config", "command"]
     # via config: the config.json value that names the server (e.g. balenaOS' dnsmasq wants `IP#port`).
-    config_value: template("address", "host", "port") = "{{address}}"  # type: ignore[valid-type]
-    apply: template("address", "host", "port") | None = None  # type: ignore[valid-type]
-    revert: template("address", "host", "port") | None = None  # type: ignore[valid-type]
+    # {{domain}}: the domain the rig's DNS server answers for (hil.test), to route only it there.
+    config_value: template("address", "host", "port", "domain") = "{{address}}"  # type: ignore[valid-type]
+    apply: template("address", "host", "port", "domain") | None = None  # type: ignore[valid-type]
+    revert: template("address", "host", "port", "domain") | None = None  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _commands_when_by_command(self) -> RigServer:

@@ -15,6 +15,7 @@ from typing import Any
 from hil.dut.dut import Dut, State
 from hil.errors import HilError
 from hil.os.model import RigServer
+from hil.services.dns import DOMAIN
 
 log = logging.getLogger("hil.services")
 
@@ -23,7 +24,7 @@ CONFIG_KEYS = {"dns": "dnsServers", "ntp": "ntpServers"}
 
 def _values(address: str) -> dict[str, str]:
     host, _, port = address.rpartition(":")
-    return {"address": address, "host": host, "port": port}
+    return {"address": address, "host": host, "port": port, "domain": DOMAIN}
 
 
 def rig_server_config(server: RigServer | None, role: str, address: str) -> dict[str, Any]:
