@@ -79,9 +79,11 @@ def _plan(rig: Rig, image: Path, bundle: Path | None, bundles: Bundles) -> Updat
 
 
 @pytest.fixture(scope="session")
-def update_plan(rig: Rig, dut_image: Path, update_bundle: Path | None, hil_suite_property: Any) -> UpdatePlan:
+def update_plan(
+    rig: Rig, dut_image: Path, update_bundle: Path | None, update_bundles: Bundles, hil_suite_property: Any
+) -> UpdatePlan:
     """Base image and target bundle for the session."""
-    plan = _plan(rig, dut_image, update_bundle)
+    plan = _plan(rig, dut_image, update_bundle, update_bundles)
     hil_suite_property("hil.update_base", str(plan.base))
     hil_suite_property("hil.update_base_sha256", image_sha256(plan.base))  # flashed on purpose; not judged
     hil_suite_property("hil.update_bundle", str(plan.bundle))
