@@ -4,12 +4,20 @@ tests/support/jenkinsfile_steps.groovy gives the tree; this module walks it in t
 (pipeline-model-definition ModelInterpreter): a stage's option wrappers (lock, timeout) enclose its agent,
 which encloses its `when`, `environment`, `steps` and `post`. Each step call comes out with the stage it
 runs in, the matrix axes of that stage, and what encloses it when it runs (wrappers, the agent, block
-steps such as lock, node, timeout, catchError), through the script's own functions.
+steps such as lock, node, timeout, catchError, the branches of a `parallel`, the parts of a try), through
+the script's own functions and the closures they are handed.
+
+It also says how long a stage can take at worst (`Model.bound`), waits included: a `timeout` bounds all it
+encloses; a lock waits its `timeoutForAllocateResource` (nothing if skipIfLocked, for ever without either);
+a `node` waits as long as the watchdog branch beside it in a failFast `parallel` allows, else for ever; a
+Declarative stage `agent` for ever; a step that does real work (sh, checkout, stash...) outside any
+timeout for ever; a loop over steps for ever unless a timeout encloses it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -22,6 +30,12 @@ STEPS = Path(__file__).with_name("jenkinsfile_steps.groovy")
 # Option names that are block steps: Declarative wraps the stage in them, in the order written.
 WRAPPERS = {"lock", "timeout", "retry", "timestamps", "withCredentials", "ansiColor"}
 MINUTES = {"SECONDS": 1 / 60, "MINUTES": 1, "HOURS": 60, "DAYS": 24 * 60}
+# Steps that do real work on an agent, or wait: bounded only by a `timeout` around them.
+BLOCKING = {
+    "sh", "checkout", "stash", "unstash", "archiveArtifacts", "junit", "allure", "publishHTML", "deleteDir",
+    "waitUntil", "sleep", "input", "build",
+}  # fmt: skip
+INF = math.inf
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,10 @@ class Call:
     def name(self) -> str:
         return self.node["name"]
 
+    @property
+    def line(self) -> int:
+        return self.node["line"]
+
     def arg(self, key: str) -> dict | None:
         """A named argument's value; with key "", the first positional one."""
         if key:
@@ -49,10 +67,19 @@ class Call:
         value = self.arg(key)
         return value["text"] if value else ""
 
+    def const(self, key: str) -> object:
+        """A named argument's literal value, else None."""
+        value = self.arg(key)
+        return value.get("const") if value else None
+
     @property
     def script(self) -> str:
         """An `sh` step's script, as written (a GString keeps its `${...}`)."""
         return self.text("script") or self.text("")
+
+    @property
+    def script_value(self) -> dict | None:
+        return self.arg("script") or self.arg("")
 
     def enclosed_by(self, *names: str) -> list[dict]:
         return [w for w in self.within if w["name"] in names]
@@ -66,6 +93,7 @@ class Stage:
     agent: dict | None  # the agent call, None when there is none or it is `agent none`
     children: tuple[tuple[str, ...], ...]  # nested stages
     concurrent: bool  # children run at once (matrix, parallel), else one after another
+    sections: dict = field(default_factory=dict)  # the stage's raw sections (steps, post), by name
 
 
 @dataclass
@@ -79,6 +107,8 @@ class Model:
     options: list[dict] = field(default_factory=list)
     params: dict[str, object] = field(default_factory=dict)
     script_vars: set[str] = field(default_factory=set)
+    constants: dict[str, object] = field(default_factory=dict)  # top-level variables set to literals
+    functions: dict[str, dict] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -92,25 +122,202 @@ class Model:
 
     def build_minutes(self) -> float:
         """The pipeline's own timeout, in minutes (infinite without one)."""
-        return min((minutes(o) for o in self.options if o["name"] == "timeout"), default=float("inf"))
+        return min((minutes(o) for o in self.options if o["name"] == "timeout"), default=INF)
 
-    def bound(self, path: tuple[str, ...]) -> float:
-        """How long a stage can take, in minutes: its own timeout, else what its children's allow."""
+    def is_build_option(self, wrapper: dict) -> bool:
+        return any(wrapper is o for o in self.options)
+
+    # ---- values
+
+    def resolve(self, value: dict | None, within: tuple[dict, ...] = ()) -> object:
+        """A value as the script would have it: a literal, a function's parameter bound to one where the
+        function is called, or a top-level variable set to one; None when it depends on the run."""
+        if value is None:
+            return None
+        if value.get("literal"):
+            return value["const"]
+        if "list" in value:
+            items = [self.resolve(v, within) for v in value["list"]]
+            return None if None in items else items
+        name = value["text"]
+        if not re.fullmatch(r"[A-Za-z_]\w*", name):
+            return None
+        for i in range(len(within) - 1, -1, -1):
+            binding = within[i].get("binding") or {}
+            if name in binding:
+                bound = binding[name]
+                return None if "closure" in bound else self.resolve(bound, within[:i])
+        return self.constants.get(name)
+
+    def minutes_of(self, timeout: dict, within: tuple[dict, ...] = ()) -> float:
+        """A timeout's duration in minutes (infinite when it cannot be told)."""
+        named = timeout["named"]
+        time = self.resolve(named.get("time") or (timeout["args"][0] if timeout["args"] else None), within)
+        unit = self.resolve(named.get("unit"), within) or "MINUTES"
+        return float(time) * MINUTES[str(unit)] if isinstance(time, int | float) else INF
+
+    def lock_wait(self, lock: dict, within: tuple[dict, ...] = ()) -> float:
+        """How long a lock can wait, in minutes: nothing with skipIfLocked, its timeoutForAllocateResource,
+        else for ever."""
+        named = lock["named"]
+        if self.resolve(named.get("skipIfLocked"), within) is True:
+            return 0.0
+        allocate = self.resolve(named.get("timeoutForAllocateResource"), within)
+        if not isinstance(allocate, int | float) or allocate <= 0:
+            return INF
+        unit = self.resolve(named.get("timeoutUnit"), within) or "MINUTES"
+        return float(allocate) * MINUTES[str(unit)]
+
+    def node_wait(self, within: tuple[dict, ...]) -> float:
+        """How long a `node` whose enclosing entries are `within` can wait for its agent: as long as the
+        watchdog beside it allows (a branch of the same failFast parallel whose timeout encloses a
+        waitUntil), else for ever."""
+        for i in range(len(within) - 1, -1, -1):
+            entry = within[i]
+            if entry["name"] != "branch":
+                continue
+            parallel = entry["parallel"]
+            if self.resolve(parallel["named"].get("failFast"), within[:i]) is not True:
+                return INF
+            for key, value in parallel["named"].items():
+                if key == entry["branch"] or "closure" not in value:
+                    continue
+                watchdog = _watchdog_timeout(value["closure"])
+                if watchdog is not None:
+                    return self.minutes_of(watchdog, within[:i])
+            return INF
+        return INF
+
+    # ---- how long a stage can take
+
+    def bound(self, path: tuple[str, ...]) -> tuple[float, str]:
+        """How long a stage can take at worst, in minutes, and what makes it unbounded (or "")."""
         stage = self.stages[path]
         own = [minutes(o) for o in stage.options if o["name"] == "timeout"]
         if own:
-            return min(own)
-        if not stage.children:
-            return float("inf")
-        bounds = [self.bound(c) for c in stage.children]
-        return max(bounds) if stage.concurrent else sum(bounds)
+            return min(own), ""
+        where = f"stage {'/'.join(path)!r}"
+        total, why = 0.0, ""
+        if stage.agent is not None:
+            total, why = INF, f"{self.name}:{stage.agent['line']}: {where} waits for its agent with no bound"
+        if stage.children:
+            parts = [self.bound(c) for c in stage.children]
+            worst = max if stage.concurrent else sum
+            total += worst(p[0] for p in parts)
+            why = why or next((w for b, w in parts if b == INF), "")
+        for name in ("steps", *[k for k in stage.sections if k.startswith("post.")]):
+            if name in stage.sections:
+                minutes_, reason = _Bounder(self).nodes(stage.sections[name], ())
+                total += minutes_
+                why = why or reason
+        return total, why
 
 
 def minutes(timeout: dict) -> float:
-    """A timeout call's duration in minutes."""
+    """A timeout call's duration in minutes, when it is a literal."""
     named = timeout["named"]
     unit = named.get("unit", {}).get("const", "MINUTES")
-    return float(named["time"]["const"]) * MINUTES[unit]
+    time = named["time"]["const"] if "time" in named else timeout["args"][0]["const"]
+    return float(time) * MINUTES[unit]
+
+
+def _watchdog_timeout(nodes: list) -> dict | None:
+    """The `timeout` call in a branch that encloses a `waitUntil`, if the branch is such a watchdog."""
+    for node in nodes:
+        if node["type"] == "try":
+            found = _watchdog_timeout(node["body"])
+            if found is not None:
+                return found
+        elif (
+            node["type"] == "call"
+            and node["name"] == "timeout"
+            and any(n["type"] == "call" and n["name"] == "waitUntil" for n in node["body"] or [])
+        ):
+            return node
+    return None
+
+
+class _Bounder:
+    """The worst-case minutes of a piece of script, and the first thing that makes it unbounded."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+
+    def nodes(self, nodes: list, within: tuple, node_wait: float = INF) -> tuple[float, str]:
+        total, why = 0.0, ""
+        for node in nodes:
+            minutes_, reason = self.node(node, within, node_wait)
+            total += minutes_
+            why = why or reason
+        return total, why
+
+    def node(self, node: dict, within: tuple, node_wait: float) -> tuple[float, str]:
+        kind = node["type"]
+        if kind == "call":
+            return self.call(node, within, node_wait)
+        if kind in ("assign", "expr", "return"):
+            return self.nodes(node.get("calls") or [], within, node_wait)
+        if kind == "if":
+            cond = self.nodes(node.get("calls") or [], within, node_wait)
+            then, other = (
+                self.nodes(node["then"], within, node_wait),
+                self.nodes(node["else"], within, node_wait),
+            )
+            worst = max(then, other, key=lambda p: p[0])
+            return cond[0] + worst[0], cond[1] or then[1] or other[1]
+        if kind == "try":
+            parts = [self.nodes(node[p], within, node_wait) for p in ("body", "catches", "finally")]
+            return sum(p[0] for p in parts), next((p[1] for p in parts if p[1]), "")
+        if kind == "for":
+            inner = self.nodes(node["body"], within, node_wait)
+            return (INF, inner[1] or f"{self.model.name}: a loop of steps") if inner[0] else (0.0, "")
+        return 0.0, ""
+
+    def call(self, node: dict, within: tuple, node_wait: float) -> tuple[float, str]:
+        model, name = self.model, node["name"]
+        where = f"{model.name}:{node['line']}"
+        here = (*within, node)
+        if node["object"] is not None:  # a Groovy method: a loop when it takes a closure
+            if not node["body"]:
+                return 0.0, ""
+            inner = self.nodes(node["body"], here, node_wait)
+            return (INF, inner[1] or f"{where}: {name} loops over steps") if inner[0] else (0.0, "")
+        if name == "timeout":
+            return model.minutes_of(node, within), ""
+        if name in model.functions:
+            function = model.functions[name]
+            binding = dict(zip(function["params"], node["args"], strict=False))
+            if node["body"] is not None and len(function["params"]) == len(node["args"]) + 1:
+                binding[function["params"][-1]] = {"closure": node["body"], "within": within}
+            return self.nodes(function["body"], (*within, {**node, "binding": binding}), node_wait)
+        bound = _bound_closure(name, within)
+        if bound is not None:
+            return self.nodes(bound["closure"], bound["within"], node_wait)
+        if name == "parallel":
+            branches = {k: v["closure"] for k, v in node["named"].items() if "closure" in v}
+            watchdog = model.node_wait((*within, {"name": "branch", "branch": "", "parallel": node}))
+            parts = [self.nodes(b, here, watchdog) for b in branches.values()]
+            return max((p[0] for p in parts), default=0.0), next((p[1] for p in parts if p[1]), "")
+        own, why = 0.0, ""
+        if name == "lock":
+            own = model.lock_wait(node, within)
+            why = f"{where}: lock waits with no bound of its own" if own == INF else ""
+        elif name == "node":
+            own = node_wait
+            why = f"{where}: node waits for its agent with no bound of its own" if own == INF else ""
+        elif name in BLOCKING:
+            return INF, f"{where}: {name} runs outside any timeout"
+        inner = self.nodes(node["body"] or [], here, INF)
+        return own + inner[0], why or inner[1]
+
+
+def _bound_closure(name: str, within: tuple) -> dict | None:
+    """The closure a function's parameter `name` holds where the function is called, if it holds one."""
+    for entry in reversed(within):
+        bound = (entry.get("binding") or {}).get(name)
+        if bound is not None:
+            return bound if "closure" in bound else None
+    return None
 
 
 def parse(*paths: Path) -> dict[Path, dict]:
@@ -137,11 +344,16 @@ def load(path: Path, *more: Path) -> Model:
 
 def _model(path: Path, tree: dict) -> Model:
     model = Model(path=path)
-    functions = tree["functions"]
-    model.script_vars = {n["name"] for n in tree["script"] if n["type"] == "assign"}
+    model.functions = tree["functions"]
+    assigns = [n for n in tree["script"] if n["type"] == "assign"]
+    model.script_vars = {n["name"] for n in assigns}
+    for node in assigns:
+        value = model.resolve(node["value"])
+        if value is not None:
+            model.constants[node["name"]] = value
     pipelines = [n for n in tree["script"] if n["type"] == "call" and n["name"] == "pipeline"]
     assert len(pipelines) == 1, f"{path.name}: expected one pipeline {{ }} block"
-    _Walker(model, functions).pipeline(pipelines[0])
+    _Walker(model, model.functions).pipeline(pipelines[0])
     return model
 
 
@@ -203,11 +415,14 @@ class _Walker:
             if name in sections:
                 children = self.stages(sections[name]["body"], path, axes, inner)
                 concurrent = name == "parallel"
+        raw: dict[str, list] = {}
         if "steps" in sections:
+            raw["steps"] = sections["steps"]["body"]
             self.body(sections["steps"]["body"], path, axes, inner, "steps")
         for condition in _calls(sections.get("post", {}).get("body") or []):
+            raw[f"post.{condition['name']}"] = condition["body"]
             self.body(condition["body"], path, axes, inner, f"post.{condition['name']}")
-        self.model.stages[path] = Stage(path, axes, tuple(options), agent, tuple(children), concurrent)
+        self.model.stages[path] = Stage(path, axes, tuple(options), agent, tuple(children), concurrent, raw)
         return path
 
     def body(
@@ -220,23 +435,53 @@ class _Walker:
         seen: frozenset = frozenset(),
     ) -> None:
         for node in nodes:
-            if node["type"] == "call":
-                self.record(node, stage, axes, within, section)
-                name = node["name"]
-                if node["object"] is None and name in self.functions and name not in seen:
-                    self.body(
-                        self.functions[name]["body"], stage, axes, (*within, node), section, seen | {name}
-                    )
-                if node["body"]:
-                    self.body(node["body"], stage, axes, (*within, node), section, seen)
-            elif node["type"] == "try":
-                for part in ("body", "catches", "finally"):
-                    self.body(node[part], stage, axes, within, section, seen)
-            elif node["type"] == "if":
+            kind = node["type"]
+            if kind == "call":
+                self.call(node, stage, axes, within, section, seen)
+            elif kind in ("assign", "expr", "return"):
+                self.body(node.get("calls") or [], stage, axes, within, section, seen)
+            elif kind == "try":
+                marker = {"name": "try", "id": id(node), "line": 0, "named": {}, "args": [], "body": None}
+                self.body(node["body"], stage, axes, (*within, marker), section, seen)
+                self.body(node["catches"], stage, axes, (*within, {**marker, "name": "catch"}), section, seen)
+                self.body(
+                    node["finally"], stage, axes, (*within, {**marker, "name": "finally"}), section, seen
+                )
+            elif kind == "if":
+                self.body(node.get("calls") or [], stage, axes, within, section, seen)
                 for part in ("then", "else"):
                     self.body(node[part], stage, axes, within, section, seen)
-            elif node["type"] == "for":
+            elif kind == "for":
                 self.body(node["body"], stage, axes, within, section, seen)
+
+    def call(
+        self, node: dict, stage: tuple, axes: dict, within: tuple, section: str, seen: frozenset
+    ) -> None:
+        self.record(node, stage, axes, within, section)
+        name = node["name"]
+        if node["object"] is None and name in self.functions and name not in seen:
+            function = self.functions[name]
+            binding = dict(zip(function["params"], node["args"], strict=False))
+            if node["body"] is not None and len(function["params"]) == len(node["args"]) + 1:
+                # The closure it is handed runs where the function calls it.
+                binding[function["params"][-1]] = {"closure": node["body"], "within": within}
+                self.body(function["body"], stage, axes, (*within, {**node, "binding": binding}), section,
+                          seen | {name})  # fmt: skip
+                return
+            self.body(
+                function["body"], stage, axes, (*within, {**node, "binding": binding}), section, seen | {name}
+            )
+        bound = _bound_closure(name, within) if node["object"] is None else None
+        if bound is not None:
+            self.body(bound["closure"], stage, axes, (*within, node), section, seen)
+            return
+        for key, value in node["named"].items():
+            if "closure" in value:  # a parallel's branches
+                branch = {"name": "branch", "branch": key, "parallel": node, "line": node["line"],
+                          "named": {}, "args": [], "body": None}  # fmt: skip
+                self.body(value["closure"], stage, axes, (*within, node, branch), section, seen)
+        if node["body"]:
+            self.body(node["body"], stage, axes, (*within, node), section, seen)
 
 
 def _calls(nodes: list) -> list[dict]:

@@ -1,9 +1,10 @@
 // Parse Jenkinsfiles as Groovy, syntax only (no Jenkins, no pipeline plugins), and print their shapes as
 // one JSON document, by path: each file's top-level statements and its functions, each a list of nodes in
-// source order. A node is a call ({type: call, name, object, named, args, body}), a try, an if, a for, an
-// assignment or a plain expression; a value carries its source text, the variables it reads (`vars`,
-// and `env`/`params` for env.X/params.X) and, when it is a literal, `const`. A syntax error exits non-zero
-// with Groovy's message.
+// source order. A node is a call ({type: call, name, object, named, args, body, closureParams: the body closure's
+// parameters}), a try, an if, a for, an assignment or a plain expression; assignments, expressions, returns
+// and if conditions carry the calls they make (`calls`, outermost first). A value carries its source text,
+// the variables it reads (`vars`, and `env`/`params` for env.X/params.X) and, when it is a literal,
+// `const`; a closure value its nodes and parameters. A syntax error exits non-zero with Groovy's message.
 import groovy.json.JsonOutput
 import org.codehaus.groovy.ast.CodeVisitorSupport
 import org.codehaus.groovy.ast.expr.*
@@ -30,6 +31,7 @@ Map value(Expression expr) {
         out.literal = true
     } else if (expr instanceof ClosureExpression) {
         out.closure = nodes(expr.code)
+        out.closureParams = closureParams(expr)
     } else if (expr instanceof MapExpression) {
         out.map = expr.mapEntryExpressions.collectEntries { [(it.keyExpression.text): value(it.valueExpression)] }
     } else if (expr instanceof ListExpression) {
@@ -38,33 +40,51 @@ Map value(Expression expr) {
     return out
 }
 
+List closureParams(ClosureExpression c) {
+    c.parameters == null ? [] : (c.parameters.length ? c.parameters*.name : ['it'])
+}
+
+/** The method calls an expression makes, outermost first; a call's own arguments are its business. */
+List callsIn(Expression expr) {
+    def found = []
+    expr?.visit(new CodeVisitorSupport() {
+        void visitMethodCallExpression(MethodCallExpression m) { found << call(m) }
+        void visitClosureExpression(ClosureExpression c) {}
+    })
+    return found
+}
+
 Map call(MethodCallExpression c) {
     def arguments = c.arguments instanceof TupleExpression ? c.arguments.expressions : [c.arguments]
-    def named = [:], positional = [], body = null
+    def named = [:], positional = [], body = null, params = []
     arguments.each { arg ->
         if (arg instanceof MapExpression) {
             arg.mapEntryExpressions.each { named[it.keyExpression.text] = value(it.valueExpression) }
         } else if (arg instanceof ClosureExpression) {
             body = nodes(arg.code)
+            params = closureParams(arg)
         } else {
             positional << value(arg)
         }
     }
     return [type: 'call', name: c.methodAsString, line: c.lineNumber, object: c.implicitThis ? null : value(c.objectExpression),
-            named: named, args: positional, body: body]
+            named: named, args: positional, body: body, closureParams: params]
 }
 
 List nodes(Statement statement) {
     if (statement == null || statement instanceof EmptyStatement) return []
     if (statement instanceof BlockStatement) return statement.statements.collectMany { nodes(it) }
     if (statement instanceof ExpressionStatement) return [expression(statement.expression)]
-    if (statement instanceof ReturnStatement) return [[type: 'return', value: value(statement.expression)]]
+    if (statement instanceof ReturnStatement) {
+        return [[type: 'return', value: value(statement.expression), calls: callsIn(statement.expression)]]
+    }
     if (statement instanceof TryCatchStatement) {
         return [[type: 'try', body: nodes(statement.tryStatement), catches: statement.catchStatements.collectMany { nodes(it.code) },
                  finally: nodes(statement.finallyStatement)]]
     }
     if (statement instanceof IfStatement) {
-        return [[type: 'if', cond: value(statement.booleanExpression), then: nodes(statement.ifBlock), else: nodes(statement.elseBlock)]]
+        return [[type: 'if', cond: value(statement.booleanExpression), calls: callsIn(statement.booleanExpression),
+                 then: nodes(statement.ifBlock), else: nodes(statement.elseBlock)]]
     }
     if (statement instanceof ForStatement) {
         return [[type: 'for', var: statement.variable.name, collection: value(statement.collectionExpression), body: nodes(statement.loopBlock)]]
@@ -76,9 +96,9 @@ Map expression(Expression expr) {
     if (expr instanceof MethodCallExpression) return call(expr)
     if (expr instanceof BinaryExpression && expr.operation.text == '=') {
         def target = expr instanceof DeclarationExpression ? expr.leftExpression.text : expr.leftExpression.text
-        return [type: 'assign', name: target, value: value(expr.rightExpression)]
+        return [type: 'assign', name: target, value: value(expr.rightExpression), calls: callsIn(expr.rightExpression)]
     }
-    return [type: 'expr', value: value(expr)]
+    return [type: 'expr', value: value(expr), calls: callsIn(expr)]
 }
 
 Map shape(String path) {

@@ -1,6 +1,8 @@
 """hil installed from its wheel, outside the checkout: the wheel carries the suites, rigs and gate policy
 under hil/ (and nothing top-level but hil), `hil` and `pytest --pyargs hil.suites` find them from any
-directory, and a user's ./rigs and ./gate.yaml still win. Builds and installs; never boots a board."""
+directory, a user's ./rigs and ./gate.yaml still win, and `hil run` has everything it needs at run time
+from the wheel's own dependencies (the venv holds nothing else). Builds and installs; only the test marked
+`qemu` boots boards."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = {"boot", "networking", "time_sync", "hostapp_update"}
@@ -71,12 +76,16 @@ class Installed:
     package: Path  # the installed hil package
     elsewhere: Path
     env: dict[str, str]
+    dependencies: set[str]  # the distributions besides hil in the venv, by canonical name
 
-    def run(self, *args: str | Path, cwd: Path | None = None, **env: str) -> str:
-        """Run a command of the venv (`hil`, `python`) from `cwd` (default: elsewhere); its stdout."""
+    def run(self, *args: str | Path, cwd: Path | None = None, check: bool = True, **env: str) -> str:
+        """Run a command of the venv (`hil`, `python`) from `cwd` (default: elsewhere); its stdout, and
+        with check=False its stderr too, whatever its exit status."""
         command = [str(self.venv / "bin" / str(args[0])), *map(str, args[1:])]
         out = subprocess.run(command, cwd=cwd or self.elsewhere, env=self.env | env, capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
+                             text=True, timeout=300)  # fmt: skip
+        if not check:
+            return out.stdout + out.stderr
         assert out.returncode == 0, f"{' '.join(command)} exited {out.returncode}:\n{out.stdout}{out.stderr}"
         return out.stdout
 
@@ -92,19 +101,41 @@ def _clean_env(tmp: Path) -> dict[str, str]:
     return env | {"HIL_CACHE_DIR": str(tmp / "cache")}
 
 
-def _dependencies_without_hil(target: Path) -> Path:
-    """This venv's site-packages as symlinks minus hil itself: the fresh venv gets hil's dependencies
-    without a download, and hil (its modules, metadata and entry points) only from the wheel."""
+def _requires(wheel: Path) -> list[str]:
+    """The wheel's own Requires-Dist, as its METADATA says them."""
+    with zipfile.ZipFile(wheel) as archive:
+        [metadata] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        text = archive.read(metadata).decode()
+    return [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Requires-Dist:")]
+
+
+def _the_wheels_dependencies(wheel: Path, target: Path) -> tuple[Path, set[str]]:
+    """The distributions the wheel requires, and theirs, found in this venv and linked into `target` (no
+    download): the fresh venv gets those and nothing else, hil itself only from the wheel. Also their names.
+    A dependency missing from the wheel's metadata is then missing from the venv, as from a user's."""
     site = Path(sysconfig.get_paths()["purelib"])
-    own = {"hil"}
-    for dist in distributions(path=[str(site)]):
-        if dist.metadata["Name"] == "hil":
-            own |= {Path(f).parts[0] for f in dist.files or ()}
+    installed = {canonicalize_name(d.metadata["Name"]): d for d in distributions(path=[str(site)])}
+    wanted: dict[str, object] = {}
+    todo = [(Requirement(r), frozenset()) for r in _requires(wheel)]
+    done: set[tuple[str, frozenset]] = set()
+    while todo:
+        requirement, extras = todo.pop()
+        if requirement.marker and not any(requirement.marker.evaluate({"extra": e}) for e in (*extras, "")):
+            continue
+        name, wanted_extras = canonicalize_name(requirement.name), frozenset(requirement.extras)
+        if (name, wanted_extras) in done:
+            continue
+        done.add((name, wanted_extras))
+        dist = installed.get(name)
+        assert dist is not None, f"{name}, which hil's wheel requires, is not installed in {site}"
+        wanted[name] = dist
+        todo += [(Requirement(r), wanted_extras) for r in dist.requires or ()]
     target.mkdir()
-    for entry in site.iterdir():
-        if entry.name not in own:
-            (target / entry.name).symlink_to(entry)
-    return target
+    for dist in wanted.values():
+        for top in {Path(f).parts[0] for f in dist.files or ()} - {".."}:
+            if (site / top).exists() and not (target / top).exists():
+                (target / top).symlink_to(site / top)
+    return target, set(wanted)
 
 
 def _pip(*args: str | Path) -> None:
@@ -124,9 +155,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
     site = subprocess.run([venv / "bin" / "python", "-c", where], capture_output=True, text=True, check=True,
                           timeout=60).stdout.strip()  # fmt: skip
-    (Path(site) / "hil_test_dependencies.pth").write_text(f"{_dependencies_without_hil(tmp / 'deps')}\n")
+    deps, names = _the_wheels_dependencies(wheel, tmp / "deps")
+    (Path(site) / "hil_test_dependencies.pth").write_text(f"{deps}\n")
     (tmp / "elsewhere").mkdir()
-    yield Installed(wheel, venv, Path(site) / "hil", tmp / "elsewhere", _clean_env(tmp))
+    yield Installed(wheel, venv, Path(site) / "hil", tmp / "elsewhere", _clean_env(tmp), names)
 
 
 def _source_files(top: Path) -> set[str]:
@@ -200,3 +232,54 @@ def test_a_users_rigs_and_gate_policy_win_over_the_shipped_ones(installed: Insta
     assert Path(found["rigs"].pop("qemu-x86_64")) == tmp_path / "rigs" / "qemu-x86_64.yaml"
     assert found["rigs"] and all(Path(p).is_relative_to(installed.package) for p in found["rigs"].values())
     assert (tmp_path / found["policy"]).resolve() == (tmp_path / "gate.yaml").resolve()
+
+
+def test_the_venv_holds_the_wheel_and_its_dependencies_and_nothing_of_the_test_extra(
+    installed: Installed,
+) -> None:
+    assert {"pytest", "allure-pytest", "pyyaml"} <= installed.dependencies
+    assert not {"hypothesis", "ruff", "pytest-timeout", "import-linter"} & installed.dependencies
+    found = installed.run("python", "-c", "import hypothesis", check=False)
+    assert "No module named 'hypothesis'" in found
+
+
+def test_the_pytest_options_hil_run_adds_for_several_boards_need_nothing_but_the_wheel(
+    installed: Installed,
+) -> None:
+    """`hil run --boards auto` on a QEMU rig passes `-n N --dist loadfile` (pytest-xdist): an install from
+    the wheel alone must understand them (they were "unrecognized arguments: -n 2" when pytest-xdist was
+    only in the test extra)."""
+    out = installed.run(
+        "python", "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q",
+        "-n", "2", "--dist", "loadfile",
+        "--pyargs", "hil.suites.boot", "hil.suites.time_sync", "--rig", "qemu-x86_64", check=False,
+    )  # fmt: skip
+    assert "unrecognized arguments" not in out and "error" not in out.lower(), out
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_hil_run_from_the_wheel_alone_runs_two_suites_on_two_boards_from_an_empty_directory(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """The main job's command, as a user who installed only the wheel runs it: two suites, so two boards
+    (`--boards auto` on a 2-core host; `--boards 2` on a smaller one), each under its own xdist worker."""
+    from tests.support.e2e import boards_root, qemu_pids, reference_disk
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    boards = [] if len(os.sched_getaffinity(0)) >= 2 else ["--boards", "2"]
+    command = [str(installed.venv / "bin" / "hil"), "run", "--suite", "boot", "--suite", "time_sync",
+               "--image", str(reference_disk()), "--artifacts", str(tmp_path / "art"), "--no-gate",
+               *boards]  # fmt: skip
+    env = installed.env | {"HIL_WORKDIR_ROOT": str(boards_root(tmp_path)), "PYTHONUNBUFFERED": "1"}
+    try:
+        out = subprocess.run(command, cwd=empty, env=env, capture_output=True, text=True, timeout=1800)
+    finally:
+        assert qemu_pids(tmp_path) == []
+    assert out.returncode == 0, f"{out.stdout[-4000:]}{out.stderr[-4000:]}"
+    assert "hil: 2 boards at once" in out.stderr
+    assert list(empty.iterdir()) == []  # nothing written where it ran
+    junit = ET.parse(tmp_path / "art" / "junit.xml").getroot()
+    suites = {p.get("value") for p in junit.iter("property") if p.get("name") == "hil.suite"}
+    assert suites == {"boot", "time_sync"}
