@@ -9,6 +9,10 @@ printed beside each round, since a shared machine inflates wall times; compare r
 not figures from different days.
 
     .venv/bin/python bench/run.py [--rounds 3] [--boards auto] [--suite boot ...] [-- extra pytest args]
+    .venv/bin/python bench/run.py --rauc      # the same on the Debian 12 RAUC image (rig qemu-rauc)
+
+With --rauc the image is built first (or found in the cache), and its build time is printed, with the
+time a second call takes (a cache hit).
 """
 
 from __future__ import annotations
@@ -47,9 +51,24 @@ class Round:
     failed: list[str] = field(default_factory=list)
 
 
-def run_round(artifacts: Path, suites: list[str], extra: list[str], boards: str = "auto") -> Round:
-    """One `hil run` into `artifacts`, timed."""
-    command = [str(HIL), "run", "--no-gate", "--boards", boards, "--artifacts", str(artifacts)]
+def run_round(
+    artifacts: Path,
+    suites: list[str],
+    extra: list[str],
+    boards: str = "auto",
+    target: list[str] | None = None,
+) -> Round:
+    """One `hil run` into `artifacts` (on `target`: --rig/--image arguments; default the reference), timed."""
+    command = [
+        str(HIL),
+        "run",
+        "--no-gate",
+        "--boards",
+        boards,
+        "--artifacts",
+        str(artifacts),
+        *(target or []),
+    ]
     command += [arg for suite in suites for arg in ("--suite", suite)]
     command += ["--", *extra] if extra else []
     load = _load()
@@ -60,6 +79,21 @@ def run_round(artifacts: Path, suites: list[str], extra: list[str], boards: str 
     output = (artifacts.parent / f"{artifacts.name}.out").read_text(errors="replace")
     said = re.search(r"^hil: (\d+) boards? at once", output, re.MULTILINE)
     return read_junit(artifacts / "junit.xml", wall, f"{load} -> {_load()}", int(said[1]) if said else 1)
+
+
+def rauc_target() -> tuple[str, ...]:
+    """Build (or find) the RAUC image, print how long that took, and name its rig and image."""
+    from hil.images.builders.rauc import build_rauc  # only this mode needs the builder
+
+    timings = []
+    for _ in range(2):
+        start = time.monotonic()
+        image = build_rauc(log=lambda line: None)
+        timings.append(time.monotonic() - start)
+    print(f"RAUC image {image.disk}: first call {timings[0]:.1f} s (a build unless cached), "
+          f"second {timings[1]:.1f} s (cached)", flush=True)  # fmt: skip
+    os.environ.setdefault("HIL_DUT_PASSWORD", "hil-debian")  # the image's console password
+    return ("--rig", "qemu-rauc", "--image", str(image.disk))
 
 
 def _load() -> str:
@@ -125,13 +159,15 @@ def main() -> int:
     parser.add_argument("--suite", action="append", default=[], help="suite to run (repeatable)")
     parser.add_argument("--boards", default="auto", help="hil run --boards: N or auto (the default)")
     parser.add_argument("--artifacts", type=Path, help="keep each round's artifacts here")
+    parser.add_argument("--rauc", action="store_true", help="the Debian 12 RAUC image on rig qemu-rauc")
     parser.add_argument("extra", nargs="*", help="after --: extra pytest arguments")
     args = parser.parse_args()
+    target = rauc_target() if args.rauc else ()
     base = args.artifacts or Path(tempfile.mkdtemp(prefix="hil-bench-run-"))
     base.mkdir(parents=True, exist_ok=True)
     rounds = []
     for i in range(1, args.rounds + 1):
-        rounds.append(run_round(base / f"round-{i}", args.suite, args.extra, args.boards))
+        rounds.append(run_round(base / f"round-{i}", args.suite, args.extra, args.boards, target))
         print(f"round {i}: {rounds[-1].wall:.1f} s (artifacts {base / f'round-{i}'})", flush=True)
     print(report(rounds))
     return 1 if any(r.failed for r in rounds) else 0
