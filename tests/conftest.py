@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_runs import GatedLab, gated_lab
+from tests.support.postgres import PostgresServer, postgres_server
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,26 @@ def url(lab: GatedLab) -> Iterator[str]:
 
     with serving(lab.lab.store) as base:
         yield base
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for this pytest process (tests/support/postgres.py)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store, once as a sqlite file and once as a PostgreSQL database of its own: the store
+    tests are one suite run against both backends."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "releases.sqlite")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = server.create_database()
+    yield server.url(name)
+    server.drop_database(name)
 
 
 _DURATIONS = json.loads((Path(__file__).with_name("durations.json")).read_text())

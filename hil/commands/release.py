@@ -12,16 +12,13 @@ from hil.release.api import gate_release
 from hil.release.balena_store import BalenaStore
 from hil.release.sqlite_store import SqliteStore
 from hil.release.store import ReleaseImage, ReleaseStore, checked_device_type, checked_version
+from hil.store.url import STORE_HELP
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `release` and its subcommands; each sets `func(args) -> exit code`."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--store",
-        type=Path,
-        help="sqlite release store (default: $HIL_RELEASE_STORE, else <cache>/releases.sqlite)",
-    )
+    common.add_argument("--store", metavar="PATH|URL", help=STORE_HELP)
     release = subparsers.add_parser("release", help="release gating: drafts become final on passing evidence")
     commands = release.add_subparsers(dest="release_command", required=True, metavar="COMMAND")
 
@@ -92,8 +89,8 @@ def _create(args: argparse.Namespace) -> int:
 def named_images(version: str, device_types: list[str], given: list[str]) -> dict[str, ReleaseImage]:
     """`[TYPE=]PATH` arguments as the image for each device type, hashed; each image must not say it is
     for another device type or version than the release."""
+    from hil.images.device_type import read_info
     from hil.images.hash import image_sha256
-    from hil.images.read import read_info
 
     images: dict[str, ReleaseImage] = {}
     for arg in given:

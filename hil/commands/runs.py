@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from hil.runs.store import RunStore
+from hil.store.url import STORE_HELP
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `runs` and its subcommands."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--store", type=Path, help="store file (default: $HIL_RELEASE_STORE, else <cache>/releases.sqlite)"
-    )
+    common.add_argument("--store", metavar="PATH|URL", help=STORE_HELP)
     runs = subparsers.add_parser("runs", help="recorded runs: tests, durations, boot times, artifacts")
     commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
     listing = commands.add_parser("list", parents=[common], help="recorded runs, newest first")

@@ -17,25 +17,24 @@ from hil.images.hash import image_sha256
 from hil.release import report
 from hil.release.catalog import Catalog
 from hil.release.gate import REFUSED, Decision, evaluate
-from hil.release.policy import load_policy
+from hil.release.policy import Policy, load_policy
 from hil.release.sessions import Subject
 from hil.release.sqlite_store import SqliteStore
 from hil.release.store import (
-    ALREADY_FINAL,
     DRY_RUN,
     FINAL,
-    FINALIZED,
     INVALIDATED,
     NOT_FINALIZED,
     Release,
     ReleaseImage,
     ReleaseStore,
+    is_final_outcome,
 )
 from hil.results.model import RecordedJunit
 from hil.results.read import read_results
 from hil.runs.store import RunStore
 from hil.runs.trends import SHOWN, boot_plot
-from hil.store.db import default_store_path
+from hil.store.url import store_url
 from hil.util.paths import cache_dir
 
 # What the report says while the store has not answered yet.
@@ -55,7 +54,7 @@ class GateResult:
     @property
     def finalized(self) -> bool:
         """True when the release is final and this evidence passed (finalized now, or already final)."""
-        return self.decision.passed and self.outcome in (FINALIZED, ALREADY_FINAL)
+        return self.decision.passed and is_final_outcome(self.outcome)
 
     @property
     def exit_code(self) -> int:
@@ -103,19 +102,9 @@ def gate_release(
     release = store.get(release_id)
     found = read_results(results, runs or ())
     named, image_reasons = _images(release, images or {})
-    # balena releases carry no device types of their own: the policy's list is the requirement.
-    device_types = tuple(release.device_types) or tuple(loaded.model.device_types)
-    subject = Subject(release.id, release.version, device_types, {dt: i.sha256 for dt, i in named.items()})
-    decision = evaluate(loaded, found, subject, catalog)
-    for reason in image_reasons:
+    decision = evaluate(loaded, found, _subject(release, loaded, named), catalog)
+    for reason in (*image_reasons, *_objections(release, session_status)):
         decision = _with_reason(decision, reason)
-    if session_status not in (None, 0, 1):
-        decision = _with_reason(
-            decision, f"pytest ended with exit status {session_status}: an interrupted or broken session is "
-            "never evidence for a final release"
-        )  # fmt: skip
-    if release.status == INVALIDATED:
-        decision = _with_reason(decision, f"release {release.id} is invalidated")
     decided_at = datetime.now(UTC)
     evidence = {
         "release": asdict(release),
@@ -137,21 +126,57 @@ def gate_release(
     out_dir = Path(report_dir) if report_dir else cache_dir() / "reports" / f"release-{release.id}" / stamp
     plots = boot_plots(store, decision.device_types)
     # Reports first: a decision that cannot be written down must not change the store.
-    try:
-        _write_reports(out_dir, decision, DRY_RUN if dry_run else PENDING, evidence, plots)
-    except OSError as exc:
-        raise HilError(f"cannot write the gate report to {out_dir} ({exc.strerror}); release {release.id} "
-                       "was left as it was") from None  # fmt: skip
+    _write_before_acting(out_dir, release, decision, DRY_RUN if dry_run else PENDING, evidence, plots)
     outcome = DRY_RUN if dry_run else _act(store, release, decision, evidence)
     evidence["outcome"] = outcome
-    warning = ""
-    try:
-        _write_reports(out_dir, decision, outcome, evidence, plots)
-    except OSError as exc:
-        warning = f"the report in {out_dir} could not be updated ({exc.strerror}); the store says: {outcome}"
+    warning = _write_after_acting(out_dir, decision, outcome, evidence, plots)
     return GateResult(
         decision=decision, outcome=outcome, evidence=evidence, report_dir=out_dir, warning=warning
     )
+
+
+def _subject(release: Release, policy: Policy, images: dict[str, ReleaseImage]) -> Subject:
+    """What the results must be about: the release, its device types and the images it ships."""
+    # balena releases carry no device types of their own: the policy's list is the requirement.
+    device_types = tuple(release.device_types) or tuple(policy.model.device_types)
+    return Subject(release.id, release.version, device_types, {dt: i.sha256 for dt, i in images.items()})
+
+
+def _objections(release: Release, session_status: int | None) -> list[str]:
+    """Reasons to refuse that lie outside the results: a session that did not finish, an invalidated
+    release."""
+    reasons = []
+    if session_status not in (None, 0, 1):
+        reasons.append(
+            f"pytest ended with exit status {session_status}: an interrupted or broken session is never "
+            "evidence for a final release"
+        )
+    if release.status == INVALIDATED:
+        reasons.append(f"release {release.id} is invalidated")
+    return reasons
+
+
+def _write_before_acting(
+    out_dir: Path, release: Release, decision: Decision, outcome: str, evidence: dict, plots: Sequence[str]
+) -> None:
+    """The reports as they stand before the store is asked; HilError, and the store left alone, when
+    they cannot be written."""
+    try:
+        _write_reports(out_dir, decision, outcome, evidence, plots)
+    except OSError as exc:
+        raise HilError(f"cannot write the gate report to {out_dir} ({exc.strerror}); release {release.id} "
+                       "was left as it was") from None  # fmt: skip
+
+
+def _write_after_acting(
+    out_dir: Path, decision: Decision, outcome: str, evidence: dict, plots: Sequence[str]
+) -> str:
+    """The reports again, with what the store did; a warning when they cannot be (the store has acted)."""
+    try:
+        _write_reports(out_dir, decision, outcome, evidence, plots)
+    except OSError as exc:
+        return f"the report in {out_dir} could not be updated ({exc.strerror}); the store says: {outcome}"
+    return ""
 
 
 def _act(store: ReleaseStore, release: Release, decision: Decision, evidence: dict) -> str:
@@ -188,7 +213,7 @@ def gate_run(
     catalog: Catalog,
     version: str | None = None,
     policy: Path | None = None,
-    store: Path | None = None,
+    store: str | Path | None = None,
     report_dir: Path | None = None,
     session_status: int | None = None,
 ) -> GateResult:
@@ -227,11 +252,11 @@ def boot_plots(store: ReleaseStore, device_types: Sequence[str]) -> list[str]:
     """The dashboard's boot-time plot for each gated device type, from the runs recorded in the sqlite
     store (the release store's file, or the default one when releases live elsewhere); none without it."""
 
-    path = store.path if isinstance(store, SqliteStore) else default_store_path()
-    if not path.is_file():
+    where = store.db.url if isinstance(store, SqliteStore) else store_url()
+    if where.path is not None and not where.path.is_file():
         return []
     try:
-        runs = RunStore(path)
+        runs = RunStore(where)
         return [boot_plot(dt, runs.runs(limit=SHOWN, device_type=dt)[::-1]) for dt in device_types]
     except HilError as exc:
         # The history is for people; a store it cannot be read from must not stop the decision.

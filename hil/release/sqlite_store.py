@@ -1,13 +1,15 @@
-"""The embedded release store: one sqlite file holding releases, the image each ships by content hash,
-and the evidence of every gate decision."""
+"""The release store in hil's database (hil/store/): releases, the image each ships by content hash, and
+the evidence of every gate decision, in the embedded sqlite file or a lab's PostgreSQL."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, func, insert, select, update
 
 from hil.errors import GateRefused, HilError
 from hil.release.store import (
@@ -24,11 +26,12 @@ from hil.release.store import (
 )
 from hil.store.db import Database
 from hil.store.db import default_store_path as default_store_path  # where it always was
+from hil.store.schema import decisions, releases
+from hil.store.url import StoreUrl
 
-_INSERT = (
-    "INSERT INTO releases (version, device_types, status, created, images) "
-    "VALUES (?, ?, ?, ?, ?) RETURNING id"
-)
+# Writes that read first (find or create a draft) take this lock on PostgreSQL; sqlite's BEGIN IMMEDIATE
+# already serializes them.
+_DRAFTS_LOCK = 0x68696C01
 
 
 def _now() -> str:
@@ -36,22 +39,21 @@ def _now() -> str:
 
 
 class SqliteStore:
-    """Releases in a sqlite file; each write is one transaction, so concurrent gates finalize at most once."""
+    """Releases in hil's database (sqlite or PostgreSQL). Finalizing is one conditional update in one
+    transaction, so concurrent gates, in processes or on machines, finalize at most once."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.db = Database(path)
+    def __init__(self, store: str | Path | StoreUrl | None = None) -> None:
+        self.db = Database(store)
         self.path = self.db.path
+        self.where = self.db.where
 
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+    def _transaction(self) -> AbstractContextManager[Connection]:
         return self.db.transaction()
 
     def create(self, version: str, images: dict[str, ReleaseImage]) -> Release:
         """A new draft release of `version`, shipping `images` (device type -> image)."""
         with self._transaction() as db:
-            row = db.execute(
-                _INSERT, (*_columns(version, images), DRAFT, _now(), _images_json(images))
-            ).fetchone()
-            return self._get(db, str(row["id"]))
+            return self._get(db, str(_insert_draft(db, *_columns(version, images), images)))
 
     def find_or_create_draft(self, version: str, images: dict[str, ReleaseImage]) -> Release:
         """The newest release of `version` shipping exactly these images (by hash), else a new draft.
@@ -61,11 +63,14 @@ class SqliteStore:
         version, device_types = _columns(version, images)
         wanted = {dt: image.sha256 for dt, image in images.items()}
         with self._transaction() as db:
-            rows = db.execute(
-                "SELECT * FROM releases WHERE version = ? AND device_types = ? AND status != ? "
-                "ORDER BY id DESC",
-                (version, device_types, INVALIDATED),
-            ).fetchall()
+            self.db.serialize(db, _DRAFTS_LOCK)
+            query = (
+                select(releases)
+                .where(releases.c.version == version, releases.c.device_types == device_types)
+                .where(releases.c.status != INVALIDATED)
+                .order_by(releases.c.id.desc())
+            )
+            rows = db.execute(query).mappings().all()
             for row in rows:
                 release = _release(row)
                 if {dt: image.sha256 for dt, image in release.images.items()} == wanted:
@@ -76,13 +81,12 @@ class SqliteStore:
                     f"release {final.id} of version {version} is already final with other images; "
                     "give this image a new version, or invalidate that release"
                 )
-            row = db.execute(_INSERT, (version, device_types, DRAFT, _now(), _images_json(images))).fetchone()
-            return self._get(db, str(row["id"]))
+            return self._get(db, str(_insert_draft(db, version, device_types, images)))
 
     def releases(self) -> list[Release]:
         """Every release, newest first."""
         with self.db.transaction(read_only=True) as db:
-            rows = db.execute("SELECT * FROM releases ORDER BY id DESC").fetchall()
+            rows = db.execute(select(releases).order_by(releases.c.id.desc())).mappings().all()
             return [_release(row) for row in rows]
 
     def get(self, release_id: str) -> Release:
@@ -90,24 +94,30 @@ class SqliteStore:
         with self.db.transaction(read_only=True) as db:
             return self._get(db, release_id)
 
-    def _get(self, db: sqlite3.Connection, text_id: str) -> Release:
-        row = db.execute("SELECT * FROM releases WHERE id = ?", (release_id(text_id),)).fetchone()
+    def _get(self, db: Connection, text_id: str) -> Release:
+        row = db.execute(select(releases).where(releases.c.id == release_id(text_id))).mappings().first()
         if row is None:
-            raise HilError(f"release {text_id} is not in {self.path} (see `hil release list`)")
+            raise HilError(f"release {text_id} is not in {self.where} (see `hil release list`)")
         return _release(row)
 
     def finalize(self, release_id: str, evidence: dict) -> str:
-        """Draft -> final with the evidence, in one transaction; a final release is left alone and says so."""
+        """Draft -> final with the evidence, in one transaction: one conditional update (final only if
+        still a draft), so of concurrent gates exactly one finalizes. Every other is told ALREADY_FINAL,
+        with who finalized it and when; an invalidated release refuses."""
         with self._transaction() as db:
             release = self._get(db, release_id)
-            if release.status == INVALIDATED:
-                raise GateRefused(f"release {release_id} is invalidated; it cannot become final")
-            outcome = ALREADY_FINAL if release.status == FINAL else FINALIZED
-            if outcome == FINALIZED:
-                db.execute(
-                    "UPDATE releases SET status = ?, finalized_at = ? WHERE id = ? AND status = ?",
-                    (FINAL, _now(), int(release.id), DRAFT),
-                )
+            finalized = db.execute(
+                update(releases)
+                .where(releases.c.id == int(release.id), releases.c.status == DRAFT)
+                .values(status=FINAL, finalized_at=_now(), finalized_by=str(evidence.get("who", "")))
+            ).rowcount
+            if finalized == 1:
+                outcome = FINALIZED
+            else:
+                release = self._get(db, release_id)  # as the gate that won left it
+                if release.status == INVALIDATED:
+                    raise GateRefused(f"release {release_id} is invalidated; it cannot become final")
+                outcome = _already_final(release)
             self._insert(db, release.id, {**evidence, "outcome": outcome})
             return outcome
 
@@ -121,34 +131,52 @@ class SqliteStore:
         with self.db.transaction(read_only=True) as db:
             release = self._get(db, release_id)
             rows = db.execute(
-                "SELECT id, evidence FROM decisions WHERE release_id = ? ORDER BY id", (int(release.id),)
-            ).fetchall()
-            return [{"id": row["id"], **json.loads(row["evidence"])} for row in rows]
+                select(decisions.c.id, decisions.c.evidence)
+                .where(decisions.c.release_id == int(release.id))
+                .order_by(decisions.c.id)
+            ).all()
+            return [{"id": row.id, **json.loads(row.evidence)} for row in rows]
 
     def latest_decisions(self) -> dict[str, dict]:
         """Each release's newest decision: verdict, outcome and when (no evidence), by release id."""
+        newest = select(func.max(decisions.c.id)).group_by(decisions.c.release_id)
+        query = select(
+            decisions.c.release_id, decisions.c.verdict, decisions.c.outcome, decisions.c.decided_at
+        )
         with self.db.transaction(read_only=True) as db:
-            rows = db.execute(
-                "SELECT release_id, verdict, outcome, decided_at FROM decisions "
-                "WHERE id IN (SELECT max(id) FROM decisions GROUP BY release_id)"
-            ).fetchall()
+            rows = db.execute(query.where(decisions.c.id.in_(newest))).mappings().all()
         return {str(row["release_id"]): dict(row) for row in rows}
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, release_id: str, evidence: dict) -> None:
+    def _insert(db: Connection, release_id: str, evidence: dict) -> None:
         db.execute(
-            "INSERT INTO decisions (release_id, decided_at, who, verdict, outcome, policy_sha256, evidence) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                int(release_id),
-                evidence["decided_at"],
-                evidence["who"],
-                evidence["decision"]["verdict"],
-                evidence["outcome"],
-                evidence["policy"]["sha256"],
-                json.dumps(evidence, sort_keys=True),
-            ),
+            insert(decisions).values(
+                release_id=int(release_id),
+                decided_at=evidence["decided_at"],
+                who=evidence["who"],
+                verdict=evidence["decision"]["verdict"],
+                outcome=evidence["outcome"],
+                policy_sha256=evidence["policy"]["sha256"],
+                evidence=json.dumps(evidence, sort_keys=True),
+            )
         )
+
+
+def _already_final(release: Release) -> str:
+    """ALREADY_FINAL, saying who finalized the release and when, as far as the store knows."""
+    by = f" by {release.finalized_by}" if release.finalized_by else ""
+    at = f" at {release.finalized_at}" if release.finalized_at else ""
+    return f"{ALREADY_FINAL}{by}{at}" if by or at else ALREADY_FINAL
+
+
+def _insert_draft(db: Connection, version: str, device_types: str, images: dict[str, ReleaseImage]) -> int:
+    values: dict[str, Any] = {
+        "version": version, "device_types": device_types, "status": DRAFT, "created": _now(),
+        "images": _images_json(images),
+    }  # fmt: skip
+    key = db.execute(insert(releases).values(**values)).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _columns(version: str, images: dict[str, ReleaseImage]) -> tuple[str, str]:
@@ -162,7 +190,7 @@ def _images_json(images: dict[str, ReleaseImage]) -> str:
     return json.dumps({dt: {"sha256": i.sha256, "path": i.path} for dt, i in sorted(images.items())})
 
 
-def _release(row: sqlite3.Row) -> Release:
+def _release(row: RowMapping) -> Release:
     images = {dt: ReleaseImage(**image) for dt, image in json.loads(row["images"] or "{}").items()}
     return Release(
         id=str(row["id"]),
@@ -172,4 +200,5 @@ def _release(row: sqlite3.Row) -> Release:
         created=row["created"],
         finalized_at=row["finalized_at"],
         images=images,
+        finalized_by=row["finalized_by"],
     )

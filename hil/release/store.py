@@ -40,6 +40,13 @@ class Release:
     created: str = ""
     finalized_at: str | None = None
     images: dict[str, ReleaseImage] = field(default_factory=dict)
+    finalized_by: str | None = None  # who finalized it (the gate's `who`), when the store knows
+
+
+def is_final_outcome(outcome: str) -> bool:
+    """Whether a store's answer to finalize means the release is final: FINALIZED, or ALREADY_FINAL with
+    or without who finalized it."""
+    return outcome in (FINALIZED, ALREADY_FINAL) or outcome.startswith(f"{ALREADY_FINAL} ")
 
 
 def release_id(text: str) -> int:
@@ -78,7 +85,7 @@ class ReleaseStore(Protocol):
 
     def finalize(self, release_id: str, evidence: dict) -> str:
         """Mark a draft final and keep `evidence`, exactly once: FINALIZED for the one caller that did,
-        ALREADY_FINAL for every other."""
+        ALREADY_FINAL for every other (perhaps followed by " by WHO at WHEN": see is_final_outcome)."""
         ...
 
     def record(self, release_id: str, evidence: dict) -> None:

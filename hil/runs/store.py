@@ -1,5 +1,5 @@
-"""Recorded runs in the embedded store: written once per session, read by `hil runs`, the gate and the
-dashboard.
+"""Recorded runs in hil's store (the embedded sqlite file, or a lab's PostgreSQL): written once per
+session, read by `hil runs`, the gate and the dashboard.
 
 Each run is written in one transaction (its row, its tests, the per-image test tallies, and the end of
 its "running" mark), so two sessions recording at once both land whole. Reads take no write lock.
@@ -10,21 +10,29 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection, RowMapping, delete, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
 from hil.errors import HilError
 from hil.results.model import PASSED, SKIPPED, RecordedJunit
 from hil.runs.model import Run, RunFacts, RunSummary, TestResult
 from hil.store.db import Database
+from hil.store.schema import running, runs, test_stats, tests
+from hil.store.url import StoreUrl
 
-_SUMMARY = (
-    "id, run_id, started, finished, rig, device_type, image, image_sha256, os_version, os_profile, "
-    "exitstatus, passed, failed, skipped, seconds, boot_seconds, facts"
-)
+_SUMMARY = [
+    runs.c.id, runs.c.run_id, runs.c.started, runs.c.finished, runs.c.rig, runs.c.device_type, runs.c.image,
+    runs.c.image_sha256, runs.c.os_version, runs.c.os_profile, runs.c.exitstatus, runs.c.passed,
+    runs.c.failed, runs.c.skipped, runs.c.seconds, runs.c.boot_seconds, runs.c.facts,
+]  # fmt: skip
+_TEST = [tests.c.suite, tests.c.test, tests.c.name, tests.c.outcome, tests.c.seconds, tests.c.message,
+         tests.c.details]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -71,20 +79,22 @@ class TestTally:
 
 
 class RunStore:
-    """The runs in a store file (the release store's, by default)."""
+    """The runs in a store (the release store's, by default)."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.db = Database(path)
+    def __init__(self, store: str | Path | StoreUrl | None = None) -> None:
+        self.db = Database(store)
         self.path = self.db.path
+        self.where = self.db.where
 
     def start(self, run_id: str, started: str, rig: str, artifacts: Path) -> None:
         """Mark a session as running, so the dashboard can follow its console."""
+        values = {
+            "run_id": run_id, "started": started, "host": socket.gethostname(), "pid": os.getpid(),
+            "rig": rig, "artifacts": str(artifacts.resolve()),
+        }  # fmt: skip
         with self.db.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO running (run_id, started, host, pid, rig, artifacts) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, started, socket.gethostname(), os.getpid(), rig, str(artifacts.resolve())),
-            )
+            upsert = _insert_for(db)(running).values(**values)
+            db.execute(upsert.on_conflict_do_update(index_elements=["run_id"], set_=values))
 
     def record(self, run: Run, junit: bytes) -> int:
         """Keep `run` and its JUnit file's bytes; its row number. A run id is recorded once."""
@@ -92,66 +102,61 @@ class RunStore:
         for t in run.tests:
             suites[t.suite] = suites.get(t.suite, 0.0) + t.seconds
         facts = {**asdict(run.facts), "suites": suites}
-        with self.db.transaction() as db:
-            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.run_id,)).fetchone():
-                raise HilError(f"run {run.run_id} is already recorded in {self.path}")
-            row = db.execute(
-                f"INSERT INTO runs ({_SUMMARY.removeprefix('id, ')}, junit_path, junit, junit_sha256) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (
-                    run.run_id, run.started, run.finished, run.rig, run.device_type, run.image,
-                    run.image_sha256, run.os_version, run.os_profile, run.exitstatus, run.passed,
-                    run.failed, run.skipped, run.seconds, run.boot_seconds, json.dumps(facts),
-                    run.junit_path, zlib.compress(junit, 6), run.junit_sha256,
-                ),
-            ).fetchone()  # fmt: skip
-            run_row = int(row["id"])
-            db.executemany(
-                "INSERT INTO tests (run, suite, test, name, outcome, seconds, message, details) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_row, t.suite, t.test, t.name, t.outcome, t.seconds, t.message, _details(t))
-                 for t in run.tests],
-            )  # fmt: skip
-            if run.image_sha256:  # a session that flashed no image says nothing about one
-                db.executemany(
-                    "INSERT INTO test_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT DO UPDATE SET passed = passed + excluded.passed, "
-                    "failed = failed + excluded.failed, skipped = skipped + excluded.skipped, "
-                    "last_run = max(last_run, excluded.last_run)",
-                    [(run.device_type, run.image_sha256, t.suite, t.test, int(t.outcome == PASSED),
-                      int(t.failing), int(t.outcome == SKIPPED), run_row) for t in run.tests],
-                )  # fmt: skip
-            db.execute("DELETE FROM running WHERE run_id = ?", (run.run_id,))
-            return run_row
+        try:
+            with self.db.transaction() as db:
+                if db.execute(select(runs.c.id).where(runs.c.run_id == run.run_id)).first():
+                    raise HilError(f"run {run.run_id} is already recorded in {self.where}")
+                key = db.execute(insert(runs).values(
+                    run_id=run.run_id, started=run.started, finished=run.finished, rig=run.rig,
+                    device_type=run.device_type, image=run.image, image_sha256=run.image_sha256,
+                    os_version=run.os_version, os_profile=run.os_profile, exitstatus=run.exitstatus,
+                    passed=run.passed, failed=run.failed, skipped=run.skipped, seconds=run.seconds,
+                    boot_seconds=run.boot_seconds, facts=json.dumps(facts), junit_path=run.junit_path,
+                    junit=zlib.compress(junit, 6), junit_sha256=run.junit_sha256,
+                )).inserted_primary_key  # fmt: skip
+                assert key is not None
+                run_row = int(key[0])
+                if run.tests:
+                    db.execute(insert(tests), [
+                        {"run": run_row, "suite": t.suite, "test": t.test, "name": t.name,
+                         "outcome": t.outcome, "seconds": t.seconds, "message": t.message,
+                         "details": _details(t)}
+                        for t in run.tests
+                    ])  # fmt: skip
+                if run.image_sha256 and run.tests:  # a session that flashed no image says nothing about one
+                    _tally(db, run, run_row)
+                db.execute(delete(running).where(running.c.run_id == run.run_id))
+                return run_row
+        except IntegrityError:  # another session recorded the same run id meanwhile (PostgreSQL)
+            raise HilError(f"run {run.run_id} is already recorded in {self.where}") from None
 
     def runs(
         self, *, limit: int = 50, offset: int = 0, device_type: str | None = None, rig: str | None = None
     ) -> list[RunSummary]:
         """Recorded runs, newest first, optionally of one device type or rig."""
-        where, args = _filters(device_type, rig)
+        query = select(*_SUMMARY).where(*_filters(device_type, rig))
         with self.db.transaction(read_only=True) as db:
-            rows = db.execute(
-                f"SELECT {_SUMMARY} FROM runs{where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                (*args, limit, offset),
-            ).fetchall()
+            rows = db.execute(query.order_by(runs.c.id.desc()).limit(limit).offset(offset)).mappings().all()
         return [_summary(row) for row in rows]
 
     def count(self, device_type: str | None = None, rig: str | None = None) -> int:
         """How many runs are recorded (of one device type or rig)."""
-        where, args = _filters(device_type, rig)
         with self.db.transaction(read_only=True) as db:
-            return int(db.execute(f"SELECT count(*) FROM runs{where}", args).fetchone()[0])
+            query = select(func.count()).select_from(runs).where(*_filters(device_type, rig))
+            return int(db.execute(query).scalar_one())
 
     def device_types(self) -> list[str]:
         """Every device type a run was recorded for."""
         with self.db.transaction(read_only=True) as db:
-            return [r[0] for r in db.execute("SELECT DISTINCT device_type FROM runs ORDER BY 1")]
+            query = select(runs.c.device_type).distinct().order_by(runs.c.device_type)
+            return list(db.execute(query).scalars())
 
     def get(self, run_id: str) -> Run:
         """The run `run_id` (hil.run_id, or the store's row number) with its tests."""
         with self.db.transaction(read_only=True) as db:
-            row = _find(db, run_id, self.path)
-            tests = db.execute("SELECT * FROM tests WHERE run = ? ORDER BY id", (row["id"],)).fetchall()
+            row = _find(db, run_id, self.where)
+            found = db.execute(select(tests).where(tests.c.run == row["id"]).order_by(tests.c.id))
+            test_rows = found.mappings().all()
         facts: dict[str, Any] = json.loads(row["facts"])
         facts.pop("suites", None)
         fact_fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in facts.items()}
@@ -159,7 +164,7 @@ class RunStore:
             id=row["id"], run_id=row["run_id"], started=row["started"], finished=row["finished"],
             rig=row["rig"], device_type=row["device_type"], image=row["image"],
             image_sha256=row["image_sha256"], os_version=row["os_version"], os_profile=row["os_profile"],
-            exitstatus=row["exitstatus"], tests=tuple(_test(t) for t in tests),
+            exitstatus=row["exitstatus"], tests=tuple(_test(t) for t in test_rows),
             facts=RunFacts(**fact_fields),
             junit_path=row["junit_path"], junit_sha256=row["junit_sha256"], boot_seconds=row["boot_seconds"],
         )  # fmt: skip
@@ -167,7 +172,7 @@ class RunStore:
     def junit(self, run_id: str) -> RecordedJunit:
         """The run's JUnit file as recorded, for the gate (which checks the bytes against the hash)."""
         with self.db.transaction(read_only=True) as db:
-            row = _find(db, run_id, self.path)
+            row = _find(db, run_id, self.where)
         try:
             data = zlib.decompress(row["junit"])
         except zlib.error:
@@ -179,60 +184,88 @@ class RunStore:
         """Which of `run_ids` are recorded here."""
         with self.db.transaction(read_only=True) as db:
             return {
-                row[0]
+                found
                 for chunk in _chunks(sorted(run_ids), 500)
-                for row in db.execute(
-                    f"SELECT run_id FROM runs WHERE run_id IN ({', '.join('?' * len(chunk))})", chunk
-                )
+                for found in db.execute(select(runs.c.run_id).where(runs.c.run_id.in_(chunk))).scalars()
             }
 
     def running(self) -> list[Running]:
         """Sessions that said they started and have not recorded their run, newest first."""
         with self.db.transaction(read_only=True) as db:
-            rows = db.execute("SELECT * FROM running ORDER BY started DESC").fetchall()
+            rows = db.execute(select(running).order_by(running.c.started.desc())).mappings().all()
         return [Running(**dict(row)) for row in rows]
 
     def flaky(self, limit: int = 200) -> list[TestTally]:
         """Tests that both passed and failed on one image of one device type, most recently seen first."""
+        query = (
+            select(test_stats)
+            .where(test_stats.c.failed > 0, test_stats.c.passed > 0)
+            .order_by(test_stats.c.last_run.desc())
+            .limit(limit)
+        )
         with self.db.transaction(read_only=True) as db:
-            rows = db.execute(
-                "SELECT * FROM test_stats WHERE failed > 0 AND passed > 0 ORDER BY last_run DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
+            rows = db.execute(query).mappings().all()
         return [TestTally(**dict(row)) for row in rows]
 
     def history(
         self, suite: str, test: str, device_type: str, limit: int = 200
     ) -> list[tuple[RunSummary, TestResult]]:
         """The test's outcome in each run of the device type that ran it, newest first."""
+        query = (
+            select(*_SUMMARY, *_TEST)
+            .join_from(tests, runs, runs.c.id == tests.c.run)
+            .where(tests.c.suite == suite, tests.c.test == test, runs.c.device_type == device_type)
+            .order_by(tests.c.run.desc())
+            .limit(limit)
+        )
         with self.db.transaction(read_only=True) as db:
-            rows = db.execute(
-                f"SELECT {', '.join('r.' + c for c in _SUMMARY.split(', '))}, t.suite, t.test, t.name, "
-                "t.outcome, t.seconds, t.message, t.details FROM tests t JOIN runs r ON r.id = t.run "
-                "WHERE t.suite = ? AND t.test = ? AND r.device_type = ? ORDER BY t.run DESC LIMIT ?",
-                (suite, test, device_type, limit),
-            ).fetchall()
+            rows = db.execute(query).mappings().all()
         return [(_summary(row), _test(row)) for row in rows]
+
+
+def _insert_for(db: Connection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (sqlite and PostgreSQL spell it alike)."""
+    return postgresql.insert if db.dialect.name == "postgresql" else sqlite.insert
+
+
+def _tally(db: Connection, run: Run, run_row: int) -> None:
+    """Add the run's outcomes to its image's per-test tallies."""
+    rows = [
+        {"device_type": run.device_type, "image_sha256": run.image_sha256, "suite": t.suite, "test": t.test,
+         "passed": int(t.outcome == PASSED), "failed": int(t.failing), "skipped": int(t.outcome == SKIPPED),
+         "last_run": run_row}
+        for t in run.tests
+    ]  # fmt: skip
+    upsert = _insert_for(db)(test_stats)
+    newest = func.greatest if db.dialect.name == "postgresql" else func.max
+    for row in rows:  # one statement per test: a test may appear twice in a run (a rerun)
+        stmt = upsert.values(**row)
+        db.execute(stmt.on_conflict_do_update(
+            index_elements=["device_type", "image_sha256", "suite", "test"],
+            set_={
+                "passed": test_stats.c.passed + stmt.excluded.passed,
+                "failed": test_stats.c.failed + stmt.excluded.failed,
+                "skipped": test_stats.c.skipped + stmt.excluded.skipped,
+                "last_run": newest(test_stats.c.last_run, stmt.excluded.last_run),
+            },
+        ))  # fmt: skip
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _find(db: sqlite3.Connection, run_id: str, path: Path) -> sqlite3.Row:
-    row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+def _find(db: Connection, run_id: str, where: str) -> RowMapping:
+    row = db.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()
     if row is None and run_id.isdigit() and len(run_id) < 19:
-        row = db.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        row = db.execute(select(runs).where(runs.c.id == int(run_id))).mappings().first()
     if row is None:
-        raise HilError(f"run {run_id[:40]} is not recorded in {path} (see `hil runs list`)")
+        raise HilError(f"run {run_id[:40]} is not recorded in {where} (see `hil runs list`)")
     return row
 
 
-def _filters(device_type: str | None, rig: str | None) -> tuple[str, tuple[str, ...]]:
-    clauses = [(c, v) for c, v in (("device_type = ?", device_type), ("rig = ?", rig)) if v]
-    if not clauses:
-        return "", ()
-    return " WHERE " + " AND ".join(c for c, _ in clauses), tuple(v for _, v in clauses if v)
+def _filters(device_type: str | None, rig: str | None) -> list[Any]:
+    return [c == v for c, v in ((runs.c.device_type, device_type), (runs.c.rig, rig)) if v]
 
 
 def _details(test: TestResult) -> str:
@@ -242,7 +275,7 @@ def _details(test: TestResult) -> str:
     })  # fmt: skip
 
 
-def _test(row: sqlite3.Row) -> TestResult:
+def _test(row: RowMapping) -> TestResult:
     details = json.loads(row["details"])
     return TestResult(
         suite=row["suite"], test=row["test"], name=row["name"], outcome=row["outcome"],
@@ -252,7 +285,7 @@ def _test(row: sqlite3.Row) -> TestResult:
     )  # fmt: skip
 
 
-def _summary(row: sqlite3.Row) -> RunSummary:
+def _summary(row: RowMapping) -> RunSummary:
     facts = json.loads(row["facts"])
     return RunSummary(
         id=row["id"], run_id=row["run_id"], started=row["started"], finished=row["finished"], rig=row["rig"],

@@ -1,185 +1,208 @@
-"""The embedded store's sqlite file: opening it, its schema version and the migrations that reach it.
+"""The store's database: opening it (a sqlite file or a PostgreSQL), its transactions, and migrating its
+schema with Alembic.
 
-One file holds releases and their gate decisions, and the runs the pytest plugin records, whichever store
-the releases live in. `PRAGMA user_version` is the schema version. Opening a store migrates it, in one
-transaction, from any version this hil knows; a newer or foreign file is refused, saying why.
+One database holds releases and their gate decisions, and the runs the pytest plugin records, whichever
+store the releases live in. Opening a store migrates it, in one transaction, from any version this hil
+knows (Alembic's revision "N" is schema version N); a newer or foreign database is refused, saying why.
+sqlite files from before Alembic say their version in `PRAGMA user_version` (0, 1 or 2): they are stamped
+with that revision and upgraded in place. A migrated sqlite file keeps `user_version` at SCHEMA_VERSION,
+so an older hil refuses it rather than misread it.
+
+Every write transaction on sqlite is `BEGIN IMMEDIATE` (SQLAlchemy's pysqlite driver would emit a
+deferred BEGIN, or none): it takes the write lock first, so a second writer waits, then sees the first's
+commit. On PostgreSQL a transaction is READ COMMITTED; what must happen once (finalizing) is one
+conditional UPDATE, which a concurrent transaction waits on and then re-checks.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
+import threading
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from hil.errors import HilError
-from hil.util.paths import cache_dir
+from hil.store.url import StoreUrl, default_sqlite_path, store_url
 
-# Version 1: releases (with the images they ship) and decisions. Version 2: runs and their tests.
-# Stores written before versions were numbered say 0; their releases may lack the images column.
-SCHEMA_VERSION = 2
-
-_RELEASES = """
-CREATE TABLE IF NOT EXISTS releases (
-    id INTEGER PRIMARY KEY,
-    version TEXT NOT NULL,
-    device_types TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('draft', 'final', 'invalidated')),
-    created TEXT NOT NULL,
-    finalized_at TEXT,
-    images TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY,
-    release_id INTEGER NOT NULL REFERENCES releases(id),
-    decided_at TEXT NOT NULL,
-    who TEXT NOT NULL,
-    verdict TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    policy_sha256 TEXT NOT NULL,
-    evidence TEXT NOT NULL
-)
-"""
-
-# A run is one pytest session; its JUnit file is kept whole (zlib) with its sha256, so a gate reading the
-# run later reads exactly what a gate reading the file would have. tests and test_stats are for looking.
-_RUNS = """
-CREATE TABLE runs (
-    id INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL UNIQUE,
-    started TEXT NOT NULL,
-    finished TEXT NOT NULL,
-    rig TEXT NOT NULL,
-    device_type TEXT NOT NULL,
-    image TEXT NOT NULL,
-    image_sha256 TEXT NOT NULL,
-    os_version TEXT NOT NULL,
-    os_profile TEXT NOT NULL,
-    exitstatus INTEGER NOT NULL,
-    passed INTEGER NOT NULL,
-    failed INTEGER NOT NULL,
-    skipped INTEGER NOT NULL,
-    seconds REAL NOT NULL,
-    boot_seconds REAL,
-    facts TEXT NOT NULL,
-    junit_path TEXT NOT NULL,
-    junit BLOB NOT NULL,
-    junit_sha256 TEXT NOT NULL
-);
-CREATE INDEX runs_by_device_type ON runs (device_type, id);
-CREATE INDEX runs_by_rig ON runs (rig, id);
-CREATE TABLE tests (
-    id INTEGER PRIMARY KEY,
-    run INTEGER NOT NULL REFERENCES runs(id),
-    suite TEXT NOT NULL,
-    test TEXT NOT NULL,
-    name TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    seconds REAL NOT NULL,
-    message TEXT NOT NULL,
-    details TEXT NOT NULL
-);
-CREATE INDEX tests_by_run ON tests (run);
-CREATE INDEX tests_by_name ON tests (suite, test, run);
-CREATE TABLE test_stats (
-    device_type TEXT NOT NULL,
-    image_sha256 TEXT NOT NULL,
-    suite TEXT NOT NULL,
-    test TEXT NOT NULL,
-    passed INTEGER NOT NULL,
-    failed INTEGER NOT NULL,
-    skipped INTEGER NOT NULL,
-    last_run INTEGER NOT NULL,
-    PRIMARY KEY (device_type, image_sha256, suite, test)
-);
-CREATE INDEX test_stats_flaky ON test_stats (failed, passed);
-CREATE TABLE running (
-    run_id TEXT PRIMARY KEY,
-    started TEXT NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    rig TEXT NOT NULL,
-    artifacts TEXT NOT NULL
-)
-"""
+# Alembic's head revision as a number; tests check that the two agree.
+SCHEMA_VERSION = 3
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Serializes migrations (and any write that reads first) of one PostgreSQL database across processes.
+_PG_LOCK_MIGRATE = 0x68696C00  # "hil\0"
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
 
 
 def default_store_path() -> Path:
-    """$HIL_RELEASE_STORE, else releases.sqlite in hil's cache directory."""
-    env = os.environ.get("HIL_RELEASE_STORE")
-    return Path(env) if env else cache_dir() / "releases.sqlite"
+    """The sqlite file the default store names ($HIL_STORE, $HIL_RELEASE_STORE, else the cache's); the
+    cache's file when the default store is a PostgreSQL."""
+    return store_url().path or default_sqlite_path()
 
 
 class Database:
-    """The store file, migrated to SCHEMA_VERSION when opened; every write is one immediate transaction."""
+    """The store, migrated to SCHEMA_VERSION when opened; every write is one transaction."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = Path(path or default_store_path())
-        # A mistyped --store must not quietly start an empty store somewhere new.
-        if not self.path.parent.is_dir():
-            raise HilError(f"release store {self.path}: folder {self.path.parent} does not exist")
-        if self.path.exists() and not self.path.is_file():
-            raise HilError(f"release store {self.path} is not a file")
+    def __init__(self, store: str | Path | StoreUrl | None = None) -> None:
+        self.url: StoreUrl = store if isinstance(store, StoreUrl) else store_url(store)
+        # The sqlite file, None on PostgreSQL; `where` is what messages show (a URL's password masked).
+        self.path: Path | None = self.url.path
+        self.where = self.url.shown
+        if self.path is not None:
+            # A mistyped --store must not quietly start an empty store somewhere new.
+            if not self.path.parent.is_dir():
+                raise HilError(f"release store {self.path}: folder {self.path.parent} does not exist")
+            if self.path.exists() and not self.path.is_file():
+                raise HilError(f"release store {self.path} is not a file")
+        self.engine = _engine(self.url)
         with self.transaction() as db:
-            _migrate(self.path, db)
+            _migrate(self, db)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.is_sqlite
 
     @contextmanager
-    def transaction(self, read_only: bool = False) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE takes the write lock first: a second writer waits, then sees the first's commit.
-        A read-only transaction cannot write (query_only) and does not hold up writers."""
+    def transaction(self, read_only: bool = False) -> Iterator[Connection]:
+        """One transaction, committed when the block ends, rolled back when it raises. sqlite: BEGIN
+        IMMEDIATE takes the write lock first. A read-only transaction cannot write (sqlite's query_only,
+        PostgreSQL's READ ONLY) and does not hold up writers. A database error is a one-line HilError."""
         try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise HilError(f"release store {self.path}: cannot open ({exc})") from None
-        with closing(conn):
+            conn = self.engine.connect()
+        except DBAPIError as exc:
+            raise HilError(f"release store {self.where} is not a usable release store ({why(exc)})") from None
+        with conn:
+            conn.execution_options(hil_read_only=read_only)
             try:
-                conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA foreign_keys = ON")
-                if read_only:
-                    conn.execute("PRAGMA query_only = ON")
-                conn.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise HilError(f"release store {self.path} is not a usable release store ({exc})") from None
+                trans = conn.begin()
+            except DBAPIError as exc:
+                raise HilError(
+                    f"release store {self.where} is not a usable release store ({why(exc)})"
+                ) from None
             try:
                 yield conn
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+                trans.commit()
+            except DBAPIError as exc:
                 _rollback(conn)
-                raise HilError(f"release store {self.path}: {exc}") from None
+                raise HilError(f"release store {self.where}: {why(exc)}") from None
             except BaseException:
                 _rollback(conn)
                 raise
 
+    def serialize(self, db: Connection, key: int) -> None:
+        """Make this write transaction the only one holding `key` until it ends: a PostgreSQL advisory
+        lock; on sqlite BEGIN IMMEDIATE already serializes every write."""
+        if not self.is_sqlite:
+            db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
-def _migrate(path: Path, db: sqlite3.Connection) -> None:
-    """Bring the schema from the version the file says up to SCHEMA_VERSION, or refuse saying why."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if version > SCHEMA_VERSION:
+
+def why(exc: SQLAlchemyError) -> str:
+    """The driver's own words, on one line (no SQL, no parameters, no URL)."""
+    orig = getattr(exc, "orig", None) or exc
+    return " ".join(str(orig).split()) or type(orig).__name__
+
+
+def _rollback(conn: Connection) -> None:
+    # A connection that dropped cannot roll back; the server ends its transaction without committing.
+    with suppress(SQLAlchemyError):
+        conn.rollback()
+
+
+def _engine(url: StoreUrl) -> Engine:
+    """One engine per store per process: sqlite opens the file per transaction (as sqlite3 did); a
+    PostgreSQL keeps a small pool, checked before use so a server restart costs one reconnect."""
+    key = url.url.render_as_string(hide_password=False)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            if url.is_sqlite:
+                engine = create_engine(url.url, poolclass=NullPool, connect_args={"timeout": 30})
+                event.listen(engine, "connect", _sqlite_connect)
+                event.listen(engine, "begin", _sqlite_begin)
+            else:
+                engine = create_engine(
+                    url.url, pool_size=2, pool_pre_ping=True, hide_parameters=True,
+                    connect_args={"connect_timeout": 10, "application_name": "hil"},
+                )  # fmt: skip
+                event.listen(engine, "begin", _postgresql_begin)
+            _ENGINES[key] = engine
+    return engine
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # SQLAlchemy's documented recipe: the driver emits no BEGIN of its own; the begin event does.
+    dbapi_conn.isolation_level = None
+    dbapi_conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    read_only = bool(conn.get_execution_options().get("hil_read_only"))
+    conn.exec_driver_sql(f"PRAGMA query_only = {int(read_only)}")
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _postgresql_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get("hil_read_only"):
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+def _migrate(db: Database, conn: Connection) -> None:
+    """Bring the schema up to SCHEMA_VERSION with Alembic, or refuse saying why."""
+    current, user_version, tables = _version(db, conn)
+    if current == str(SCHEMA_VERSION) and user_version in (None, SCHEMA_VERSION):
+        return
+    if not db.is_sqlite:
+        db.serialize(conn, _PG_LOCK_MIGRATE)
+        current, user_version, tables = _version(db, conn)  # another process may have migrated meanwhile
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
+    cfg.attributes["connection"] = conn
+    if current is None and "releases" in tables and user_version in (1, 2):
+        command.stamp(cfg, str(user_version))  # a sqlite file from before Alembic, at that version
+    if current != str(SCHEMA_VERSION):
+        command.upgrade(cfg, "head")
+    if db.is_sqlite:
+        conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _version(db: Database, conn: Connection) -> tuple[str | None, int | None, set[str]]:
+    """Alembic's revision (None before Alembic), sqlite's user_version, and the tables; refuses a newer
+    or foreign database."""
+    tables = set(inspect(conn).get_table_names())
+    user_version = conn.exec_driver_sql("PRAGMA user_version").scalar() if db.is_sqlite else None
+    current = None
+    if "alembic_version" in tables:
+        current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    newer = user_version if user_version and user_version > SCHEMA_VERSION else None
+    if current is not None and current not in _revisions():
+        newer = current
+    if newer is not None:
         raise HilError(
-            f"release store {path} has schema version {version}; this hil knows up to {SCHEMA_VERSION}: "
+            f"release store {db.where} has schema version {newer}; this hil knows up to {SCHEMA_VERSION}: "
             "use the newer hil that wrote it, or another --store"
         )
     if tables and "releases" not in tables:
-        raise HilError(f"release store {path} is a sqlite database of something else")
-    if version < 1:
-        _executescript(db, _RELEASES)
-        columns = {row[1] for row in db.execute("PRAGMA table_info(releases)")}
-        if "images" not in columns:  # a store from before releases named their images
-            db.execute("ALTER TABLE releases ADD COLUMN images TEXT NOT NULL DEFAULT '{}'")
-    if version < 2:
-        _executescript(db, _RUNS)
-    if version != SCHEMA_VERSION:
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        kind = "a sqlite database" if db.is_sqlite else "a database"
+        raise HilError(f"release store {db.where} is {kind} of something else")
+    return current, user_version, tables
 
 
-def _executescript(db: sqlite3.Connection, script: str) -> None:
-    # Statement by statement: executescript() would COMMIT the transaction the migration runs in.
-    for statement in script.split(";"):
-        db.execute(statement)
+_REVISIONS: set[str] = set()
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
+def _revisions() -> set[str]:
+    """Every revision the migrations know."""
+    if not _REVISIONS:
+        _REVISIONS.update(r.revision for r in _script().walk_revisions())
+    return _REVISIONS
+
+
+def _script() -> ScriptDirectory:
+    return ScriptDirectory(str(_MIGRATIONS))

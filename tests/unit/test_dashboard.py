@@ -50,7 +50,7 @@ def test_nothing_on_the_dashboard_writes(url: str, lab: GatedLab) -> None:
         pytest.raises(HilError, match="attempt to write a readonly database"),
         lab_store(lab).transaction(read_only=True) as db,
     ):
-        db.execute("DELETE FROM runs")
+        db.exec_driver_sql("DELETE FROM runs")
 
 
 def lab_store(lab: GatedLab):  # the dashboard's own way of reading

@@ -1,19 +1,23 @@
-"""The sqlite release store and the gate around it: drafts name their image by content hash and become
-final once, in a transaction, with every decision's evidence; reports are written before the store moves."""
+"""The release store and the gate around it, on sqlite and on PostgreSQL (the `store_url` fixture): drafts
+name their image by content hash and become final once, in a transaction, with every decision's evidence;
+reports are written before the store moves."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from hil.errors import GateRefused, HilError
 from hil.images.hash import image_sha256
 from hil.release import api, gate_release, gate_run
 from hil.release.sqlite_store import SqliteStore, default_store_path
 from hil.release.store import ALREADY_FINAL, DRY_RUN, FINALIZED, ReleaseImage
+from hil.store.schema import releases
 from tests.support.release_samples import (
     IMAGE,
     OTHER_SHA256,
@@ -32,12 +36,19 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Reports and image hashes land in the cache by default: keep them out of the user's."""
     monkeypatch.setenv("HIL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("HIL_RELEASE_STORE", raising=False)
+    monkeypatch.delenv("HIL_STORE", raising=False)
     return tmp_path / "cache"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    return SqliteStore(tmp_path / "releases.sqlite")
+def store(store_url: str) -> SqliteStore:
+    return SqliteStore(store_url)
+
+
+def set_status(store: SqliteStore, release_id: str, status: str) -> None:
+    """What another tool (or a person with psql) might do behind the store's back."""
+    with store.db.transaction() as db:
+        db.execute(update(releases).where(releases.c.id == int(release_id)).values(status=status))
 
 
 @pytest.fixture
@@ -102,12 +113,15 @@ def test_passing_evidence_finalizes_and_is_recorded(
 def test_finalizing_a_final_release_is_a_no_op_that_says_so(store: SqliteStore, passing: Path) -> None:
     release = store.create("1.2.0", IMAGES)
     gate(store, release.id, passing)
-    finalized_at = store.get(release.id).finalized_at
+    final = store.get(release.id)
+    assert final.finalized_by == api.who()
     again = gate(store, release.id, passing)
-    assert again.outcome == ALREADY_FINAL
-    assert "already final" in again.text
-    assert store.get(release.id).finalized_at == finalized_at
-    assert [e["outcome"] for e in store.evidence(release.id)] == [FINALIZED, ALREADY_FINAL]
+    # Who finalized it, and when: the gate that did not says so.
+    told = f"{ALREADY_FINAL} by {api.who()} at {final.finalized_at}"
+    assert again.outcome == told and again.finalized
+    assert told in again.text
+    assert store.get(release.id).finalized_at == final.finalized_at
+    assert [e["outcome"] for e in store.evidence(release.id)] == [FINALIZED, told]
 
 
 def test_deleting_one_result_file_refuses_and_keeps_the_draft(store: SqliteStore, passing: Path) -> None:
@@ -142,8 +156,7 @@ def test_a_dry_run_changes_nothing(store: SqliteStore, passing: Path) -> None:
 
 def test_an_invalidated_release_never_becomes_final(store: SqliteStore, passing: Path) -> None:
     release = store.create("1.2.0", IMAGES)
-    with sqlite3.connect(store.path) as db:
-        db.execute("UPDATE releases SET status = 'invalidated' WHERE id = ?", (int(release.id),))
+    set_status(store, release.id, "invalidated")
     result = gate(store, release.id, passing)
     assert result.exit_code == 1
     assert f"release {release.id} is invalidated" in result.decision.reasons
@@ -234,11 +247,11 @@ def test_a_report_that_cannot_be_updated_after_finalizing_is_a_warning_not_a_ref
 # `hil run`: the draft of the image it ran, found or created.
 
 
-def test_hil_run_gates_a_draft_of_its_image_it_finds_or_creates(tmp_path: Path) -> None:
+def test_hil_run_gates_a_draft_of_its_image_it_finds_or_creates(tmp_path: Path, store_url: str) -> None:
     image = write_image(tmp_path / "images" / "hil-1.2.0.img")
     results = tmp_path / "results"
     write_junit(results / "junit.xml", image_sha256=image_sha256(image))
-    path = tmp_path / "store.sqlite"
+    path = store_url
     common = {
         "results": [results],
         "device_type": "qemux86-64",
@@ -248,7 +261,7 @@ def test_hil_run_gates_a_draft_of_its_image_it_finds_or_creates(tmp_path: Path) 
     }
     first = gate_run(version="1.2.0", **common)
     again = gate_run(**common)  # the version the DUT reported
-    assert (first.outcome, again.outcome) == (FINALIZED, ALREADY_FINAL)
+    assert first.outcome == FINALIZED and again.outcome.startswith(f"{ALREADY_FINAL} by ")
     assert first.finalized and again.finalized
     assert first.decision.release_id == again.decision.release_id
     release = SqliteStore(path).get(first.decision.release_id)
@@ -264,11 +277,11 @@ def test_hil_run_refuses_results_about_another_image(tmp_path: Path) -> None:
     assert any(f"are about image sha256 {OTHER_SHA256}" in r for r in result.decision.reasons)
 
 
-def test_hil_run_will_not_reuse_a_version_that_is_final_with_another_image(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.sqlite")
+def test_hil_run_will_not_reuse_a_version_that_is_final_with_another_image(
+    store: SqliteStore, tmp_path: Path
+) -> None:
     final = store.create("1.2.0", IMAGES)
-    with sqlite3.connect(store.path) as db:
-        db.execute("UPDATE releases SET status = 'final' WHERE id = ?", (int(final.id),))
+    set_status(store, final.id, "final")
     image = write_image(tmp_path / "hil-1.2.0.img")
     with pytest.raises(
         GateRefused, match=rf"release {final.id} of version 1.2.0 is already final with other images"
@@ -362,26 +375,35 @@ def test_an_empty_or_malformed_version_or_device_type_is_refused(
     assert store.releases() == []
 
 
-def _gate_in_a_process(store_path: str, release_id: str, results: str, barrier) -> str:
+def _gate_in_a_process(store: str, release_id: str, results: str, build: int, barrier) -> tuple[str, str]:
+    os.environ["BUILD_URL"] = f"https://ci.example/job/gate/{build}/"  # tells the gates apart in `who`
     barrier.wait(timeout=60)
-    return gate_release(
-        SqliteStore(Path(store_path)), release_id, results=[Path(results)], catalog=catalog_of()
-    ).outcome
+    result = gate_release(SqliteStore(store), release_id, results=[Path(results)], catalog=catalog_of())
+    return result.outcome, result.text
 
 
-def test_two_gate_processes_at_once_finalize_once(tmp_path: Path, passing: Path) -> None:
-    store = SqliteStore(tmp_path / "shared.sqlite")
+GATES = 8
+
+
+def test_eight_gate_processes_at_once_finalize_once_and_the_others_say_who_did(
+    store: SqliteStore, store_url: str, passing: Path
+) -> None:
     spawn = multiprocessing.get_context("spawn")
-    for _ in range(3):
-        release = store.create("1.2.0", IMAGES)
-        with spawn.Manager() as manager:
-            barrier = manager.Barrier(2)
-            with spawn.Pool(2) as pool:
-                jobs = [
-                    pool.apply_async(_gate_in_a_process, (str(store.path), release.id, str(passing), barrier))
-                    for _ in range(2)
-                ]
-                outcomes = sorted(job.get(timeout=120) for job in jobs)
-        assert outcomes == [ALREADY_FINAL, FINALIZED]
-        recorded = [e["outcome"] for e in store.evidence(release.id)]
-        assert recorded.count(FINALIZED) == 1
+    with spawn.Manager() as manager, spawn.Pool(GATES) as pool:
+        for _ in range(2):
+            release = store.create("1.2.0", IMAGES)
+            barrier = manager.Barrier(GATES)
+            jobs = [
+                pool.apply_async(_gate_in_a_process, (store_url, release.id, str(passing), build, barrier))
+                for build in range(GATES)
+            ]
+            answers = [job.get(timeout=180) for job in jobs]
+            final = store.get(release.id)
+            assert final.status == "final" and final.finalized_by
+            winners = [text for outcome, text in answers if outcome == FINALIZED]
+            assert len(winners) == 1
+            told = f"{ALREADY_FINAL} by {final.finalized_by} at {final.finalized_at}"
+            assert sorted(outcome for outcome, _ in answers if outcome != FINALIZED) == [told] * (GATES - 1)
+            assert all(told in text for outcome, text in answers if outcome != FINALIZED)
+            recorded = [e["outcome"] for e in store.evidence(release.id)]
+            assert recorded.count(FINALIZED) == 1 and len(recorded) == GATES

@@ -1,5 +1,6 @@
-"""The run store: a schema version with a migration path, whole runs under concurrent recording, and the
-recorded JUnit file as faithful evidence for the gate."""
+"""The run store, on sqlite and on PostgreSQL (the `store_url` fixture): whole runs under concurrent
+recording, and the recorded JUnit file as faithful evidence for the gate; a sqlite file's schema version
+with a migration path (tests/unit/test_store_migrations.py has the rest)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select, update
 
 from hil.errors import HilError
 from hil.release.sqlite_store import SqliteStore
@@ -16,6 +18,7 @@ from hil.runs.phases import boot_phases, kernel_seconds
 from hil.runs.record import SessionInfo, run_from_junit
 from hil.runs.store import RunStore
 from hil.store.db import SCHEMA_VERSION
+from hil.store.schema import runs, test_stats, tests
 from tests.support.release_samples import IMAGE_SHA256, case_id, write_junit
 
 _BEFORE_VERSIONS = """
@@ -54,8 +57,8 @@ def test_a_store_written_by_a_newer_hil_is_refused_saying_so(tmp_path: Path) -> 
         RunStore(path)
 
 
-def test_a_run_keeps_each_tests_outcome_duration_reason_and_boot_time(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "s.sqlite")
+def test_a_run_keeps_each_tests_outcome_duration_reason_and_boot_time(tmp_path: Path, store_url: str) -> None:
+    store = RunStore(store_url)
     failing = case_id("boot", "test_ssh_answers")
     record(store, tmp_path, "r1", outcomes={failing: "failed"})
     run = store.get("r1")
@@ -69,14 +72,14 @@ def test_a_run_keeps_each_tests_outcome_duration_reason_and_boot_time(tmp_path: 
         record(store, tmp_path / "again", "r1")
 
 
-def _record_many(path: Path, folder: Path, prefix: str, count: int) -> None:
+def _record_many(path: str, folder: Path, prefix: str, count: int) -> None:
     store = RunStore(path)
     for i in range(count):
         record(store, folder, f"{prefix}{i}")
 
 
-def test_two_processes_recording_at_once_lose_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
+def test_two_processes_recording_at_once_lose_nothing(tmp_path: Path, store_url: str) -> None:
+    path = store_url
     RunStore(path)
     spawn = multiprocessing.get_context("spawn")
     workers = [spawn.Process(target=_record_many, args=(path, tmp_path, p, 25)) for p in ("a", "b")]
@@ -87,13 +90,13 @@ def test_two_processes_recording_at_once_lose_nothing(tmp_path: Path) -> None:
         assert worker.exitcode == 0
     store = RunStore(path)
     assert store.count() == 50
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT count(*) FROM tests").fetchone()[0] == 50 * 14
-        assert {row[0] for row in db.execute("SELECT passed FROM test_stats")} == {50}
+    with store.db.transaction(read_only=True) as db:
+        assert db.execute(select(func.count()).select_from(tests)).scalar() == 50 * 14
+        assert set(db.execute(select(test_stats.c.passed)).scalars()) == {50}
 
 
-def test_a_recorded_run_is_the_same_evidence_as_its_junit_file(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "s.sqlite")
+def test_a_recorded_run_is_the_same_evidence_as_its_junit_file(tmp_path: Path, store_url: str) -> None:
+    store = RunStore(store_url)
     record(store, tmp_path, "r1", outcomes={case_id("boot", "test_ssh_answers"): "skipped"})
     from_file = read_results([tmp_path / "r1"])
     from_store = read_results([], [store.junit("r1")])
@@ -102,11 +105,13 @@ def test_a_recorded_run_is_the_same_evidence_as_its_junit_file(tmp_path: Path) -
     assert not from_store.problems
 
 
-def test_a_recorded_junit_that_no_longer_matches_its_hash_is_not_evidence(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "s.sqlite")
+def test_a_recorded_junit_that_no_longer_matches_its_hash_is_not_evidence(
+    tmp_path: Path, store_url: str
+) -> None:
+    store = RunStore(store_url)
     record(store, tmp_path, "r1")
-    with sqlite3.connect(store.path) as db:
-        db.execute("UPDATE runs SET junit_sha256 = ?", ("0" * 64,))
+    with store.db.transaction() as db:
+        db.execute(update(runs).values(junit_sha256="0" * 64))
     found = read_results([], [store.junit("r1")])
     assert not found.sessions
     assert any("hash to" in p and f"not the {'0' * 64} recorded" in p for p in found.problems)

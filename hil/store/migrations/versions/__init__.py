@@ -1,0 +1,1 @@
+"""One Alembic revision per schema version: revision "N" is the store's schema version N."""
