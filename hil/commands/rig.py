@@ -187,7 +187,7 @@ def _power(args: argparse.Namespace) -> int:
 
 
 def _flash(args: argparse.Namespace) -> int:
-    from hil.images.read import read_info
+    from hil.images.device_type import read_info
 
     if not args.image.is_file():
         raise HilError(f"image {args.image} does not exist")

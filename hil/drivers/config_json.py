@@ -15,7 +15,7 @@ from pathlib import Path
 from hil.drivers.flasher import MIB
 from hil.drivers.target import TargetCheck, open_checked
 from hil.errors import FlashError, ImageError, ToolMissing
-from hil.images.read import Partition, partitions
+from hil.images.partitions import Partition, partitions
 
 log = logging.getLogger("hil.flasher")
 

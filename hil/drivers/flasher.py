@@ -32,15 +32,9 @@ from hil.drivers.progress import Progress, auto_progress
 from hil.drivers.target import TargetCheck, open_checked, open_target
 from hil.errors import FlashError, HilError, ImageError
 from hil.images.bmap import Bmap, Extent, check_image_matches, find_bmap, parse_bmap
-from hil.images.read import (
-    SECTOR,
-    ImageStream,
-    boot_partition,
-    check_device_type,
-    check_integrity,
-    open_image,
-    read_info,
-)
+from hil.images.device_type import check_device_type, read_info
+from hil.images.partitions import SECTOR, boot_partition
+from hil.images.read import ImageStream, check_integrity, open_image
 
 log = logging.getLogger("hil.flasher")
 

@@ -10,8 +10,8 @@ from hil.dut.boards import make_board
 from hil.errors import ImageError
 from hil.images.arch import of_device_type
 from hil.images.builders.reference import build_reference
+from hil.images.device_type import read_info
 from hil.images.osrelease import os_version
-from hil.images.read import read_info
 from hil.lab.rig import VIRTUAL_KINDS, Rig
 from hil.os.model import OsProfile
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from hil.errors import ImageError, ToolMissing
-from hil.images.read import Partition, partitions
+from hil.images.partitions import Partition, partitions
 
 BLOCK = 64 << 10
 MIB = 1 << 20

@@ -1,42 +1,33 @@
-"""OS disk images: open any supported format as a raw byte stream, read what device type it is for."""
+"""OS disk images as raw byte streams: open any supported container without a temporary copy, check a
+container from its own records before decoding it, and keep a decompressed copy in the cache.
+
+What the bytes hold is read elsewhere: the partition table in hil.images.partitions, the device type in
+hil.images.device_type.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gzip
 import hashlib
-import json
 import logging
 import lzma
 import os
-import shutil
-import struct
-import subprocess
 import tempfile
-import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol
 
-from hil.errors import ImageError, ToolMissing
+from hil.errors import ImageError
 from hil.util.paths import cache_dir
 
 log = logging.getLogger("hil.images.read")
 
 FORMATS = (".img", ".img.gz", ".img.xz", ".zip")
-SECTOR = 512
-_CHUNK = 4 << 20
-# A partition table (MBR or GPT with its 128 entries) lies within the first MiB of any image we take.
-_HEAD = 1 << 20
-_MBR_FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E, 0xEF}
-_GPT_FAT_TYPES = {
-    uuid.UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b"),  # EFI system partition
-    uuid.UUID("ebd0a0a2-b9e5-4433-87c0-68b6b72699c7"),  # Microsoft basic data (FAT boot partitions)
-}
+# How much of an image is read or decoded at a time.
+CHUNK = 4 << 20
 _STREAM_ERRORS = (EOFError, OSError, lzma.LZMAError, zlib.error, zipfile.BadZipFile)
 
 
@@ -46,25 +37,6 @@ class _RawStream(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
     def seek(self, offset: int, whence: int = 0, /) -> int: ...
     def tell(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What an image says about itself: the device type (slug) it is built for and its OS version."""
-
-    device_type: str | None
-    version: str | None
-
-
-@dataclass(frozen=True)
-class Partition:
-    """One partition of a disk image, in bytes."""
-
-    number: int
-    offset: int
-    size: int
-    fat: bool
-    uuid: str = ""  # the PARTUUID Linux shows: the GPT entry's GUID, or MBR `<disk signature>-<number>`
 
 
 class ImageStream:
@@ -245,180 +217,6 @@ def _pread(f: BinaryIO, offset: int, size: int) -> bytes:
     return f.read(size)
 
 
-def partitions(head: bytes) -> list[Partition]:
-    """The partitions described by the MBR or GPT at the start of a disk (`head` = its first MiB)."""
-    if len(head) < 2 * SECTOR or head[510:512] != b"\x55\xaa":
-        return []
-    entries = [struct.unpack_from("<4xB3xII", head, 446 + 16 * i) for i in range(4)]
-    if any(kind == 0xEE for kind, _, _ in entries):
-        return _gpt_partitions(head)
-    (signature,) = struct.unpack_from("<I", head, 440)
-    return [
-        Partition(
-            i + 1, start * SECTOR, count * SECTOR, kind in _MBR_FAT_TYPES, f"{signature:08x}-{i + 1:02x}"
-        )
-        for i, (kind, start, count) in enumerate(entries)
-        if kind and count
-    ]
-
-
-def _gpt_partitions(head: bytes) -> list[Partition]:
-    if head[SECTOR : SECTOR + 8] != b"EFI PART":
-        return []
-    entries_lba, count, entry_size = struct.unpack_from("<QII", head, SECTOR + 72)
-    found = []
-    for i in range(count):
-        at = entries_lba * SECTOR + i * entry_size
-        if at + 48 > len(head):
-            break
-        kind = uuid.UUID(bytes_le=head[at : at + 16])
-        first, last = struct.unpack_from("<QQ", head, at + 32)
-        if kind.int:
-            unique = str(uuid.UUID(bytes_le=head[at + 16 : at + 32]))
-            size = (last - first + 1) * SECTOR
-            found.append(Partition(i + 1, first * SECTOR, size, kind in _GPT_FAT_TYPES, unique))
-    return found
-
-
-def partition_uuids(path: Path) -> set[str]:
-    """The PARTUUIDs of an image's partitions, as the OS booted from it reports them."""
-    with open_image(path) as stream:
-        return {p.uuid for p in partitions(stream.read(_HEAD))}
-
-
-def boot_partition(head: bytes, where: Path) -> Partition:
-    """The first FAT partition (the boot partition) of a disk; ImageError when there is none."""
-    for partition in partitions(head):
-        if partition.fat:
-            return partition
-    raise ImageError(f"{where} has no FAT boot partition in its partition table")
-
-
-def read_info(path: Path) -> ImageInfo:
-    """Device type (device-type.json's slug on the boot partition) and version (only a sidecar says it:
-    the OS's own version is in os-release, see hil.images.osrelease), with `<image>.json` sidecars.
-
-    The image's container is checked first (`check_integrity`). A sidecar fills in what the image does not
-    carry; a sidecar that contradicts the image, or another sidecar, is refused rather than trusted.
-    """
-    path = Path(path)
-    check_integrity(path)
-    sources = [(str(s), _parse_manifest(s.read_bytes(), str(s))) for s in _sidecars(path) if s.is_file()]
-    embedded = _embedded_info(path, sidecar=bool(sources))
-    if embedded is not None:
-        sources.append((f"{path}:/device-type.json", embedded))
-    if not sources:
-        log.info("image %s carries no device-type.json; its device type is unknown", path)
-    return ImageInfo(_agreed(sources, "device_type", "device type"), _agreed(sources, "version", "version"))
-
-
-def _agreed(sources: list[tuple[str, ImageInfo]], field: str, label: str) -> str | None:
-    """The value the sources give for `field`; ImageError naming both sources when two of them differ."""
-    said = [(where, str(value)) for where, info in sources if (value := getattr(info, field)) is not None]
-    for where, value in said[1:]:
-        if value != said[0][1]:
-            first, first_value = said[0]
-            raise ImageError(
-                f"{first} says {label} {first_value}, but {where} says {value}; fix or remove the sidecar"
-            )
-    return said[0][1] if said else None
-
-
-def _embedded_info(path: Path, *, sidecar: bool) -> ImageInfo | None:
-    """device-type.json from the boot partition, or None when the image carries none."""
-    with open_image(path) as stream:
-        head = stream.read(_HEAD)
-        if sidecar and not any(p.fat for p in partitions(head)):
-            return None  # the sidecar describes an image without a boot partition to read
-        boot = boot_partition(head, path)
-        if path.name.endswith(".img"):
-            text = _mtype(f"{path}@@{boot.offset}", path)
-        else:
-            text = _mtype_from_stream(stream, head, boot, path)
-    if text is None:
-        return None
-    # device-type.json's `version` is the version of that file's format (balena's is 1), never the OS's:
-    # the OS version is os-release's (hil.images.osrelease).
-    return dataclasses.replace(_parse_manifest(text, f"{path}:/device-type.json"), version=None)
-
-
-def _sidecars(path: Path) -> list[Path]:
-    names = [path.name + ".json"]
-    for suffix in (".gz", ".xz", ".zip"):
-        if path.name.endswith(suffix):
-            names.append(path.name[: -len(suffix)] + ".json")
-    return [path.with_name(name) for name in names]
-
-
-def _parse_manifest(data: bytes, where: str) -> ImageInfo:
-    try:
-        manifest = json.loads(data)
-    except ValueError as exc:
-        raise ImageError(f"{where} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise ImageError(f"{where} must be a JSON object with 'slug' and 'version'")
-    return ImageInfo(device_type=manifest.get("slug"), version=manifest.get("version"))
-
-
-def _mtype_from_stream(stream: ImageStream, head: bytes, boot: Partition, path: Path) -> bytes | None:
-    # Decode only up to the end of the boot partition, into a file mtools can read.
-    with tempfile.NamedTemporaryFile(prefix="hil-boot-", suffix=".vfat") as part:
-        if boot.offset < len(head):
-            part.write(head[boot.offset : boot.offset + boot.size])
-        else:
-            stream.seek(boot.offset)
-        while (remaining := boot.size - part.tell()) > 0:
-            chunk = stream.read(min(_CHUNK, remaining))
-            if not chunk:
-                raise ImageError(f"image {path} ends inside its boot partition")
-            part.write(chunk)
-        part.flush()
-        return _mtype(part.name, path)
-
-
-def _mtype(source: str, image: Path) -> bytes | None:
-    if shutil.which("mtype") is None:
-        raise ToolMissing("mtype (package mtools) is needed to read an image's boot partition")
-    done = subprocess.run(
-        ["mtype", "-i", source, "::/device-type.json"],
-        capture_output=True,
-        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
-        check=False,
-    )
-    if done.returncode == 0:
-        return done.stdout
-    if b"not found" in done.stderr:
-        return None
-    raise ImageError(f"image {image}: cannot read its boot partition: {done.stderr.decode().strip()}")
-
-
-def check_device_type(
-    info: ImageInfo, rig_device_type: str, image_path: Path, asserted: str | None = None
-) -> str:
-    """Refuse an image for another device type than the rig's; say where its type came from.
-
-    An image that names no device type is flashed only when the user states one (`asserted`): hil
-    cannot see for itself that it fits the board. Returns "image" or "asserted".
-    """
-    if asserted is not None and asserted != rig_device_type:
-        raise ImageError(f"--device-type {asserted} was given, but the rig takes {rig_device_type}")
-    if info.device_type is None:
-        if asserted is None:
-            raise ImageError(
-                f"image {image_path} does not say which device type it is for (no device-type.json on its "
-                f"boot partition, no {image_path.name}.json beside it); if it is built for "
-                f"{rig_device_type}, say so with --device-type {rig_device_type} or `device_type:` in its "
-                "OS profile"
-            )
-        log.info("image %s names no device type; flashing it as %s, as the user stated", image_path, asserted)
-        return "asserted"
-    if info.device_type != rig_device_type:
-        raise ImageError(
-            f"image {image_path} is built for {info.device_type}; the rig takes {rig_device_type}"
-        )
-    return "image"
-
-
 def materialize(path: Path) -> Path:
     """A raw, decompressed copy of the image, cached by the image file's sha256 (a raw .img is itself)."""
     path = Path(path)
@@ -446,9 +244,9 @@ def materialize(path: Path) -> Path:
 
 def _copy_sparse(path: Path, out: IO[bytes]) -> None:
     # Zero blocks become holes: the cached copy costs only the image's real data on disk.
-    zeros = bytes(_CHUNK)
+    zeros = bytes(CHUNK)
     with open_image(path) as stream:
-        while chunk := stream.read(_CHUNK):
+        while chunk := stream.read(CHUNK):
             if chunk == zeros[: len(chunk)]:
                 out.seek(len(chunk), os.SEEK_CUR)
             else:
@@ -460,6 +258,6 @@ def _copy_sparse(path: Path, out: IO[bytes]) -> None:
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
+        while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

@@ -58,61 +58,104 @@ def judge_cell(
     """Judge one device type x suite from the attempts that count and the tests the suite has."""
     rule = policy.model.device_types[device_type].suites[suite]
     where = f"{device_type}/{suite}"
-    passed = sum(a.outcome == PASSED for a in attempts)
-    skipped = [a for a in attempts if a.outcome == SKIPPED]
-    failing = tuple(
-        FailingTest(a.test, a.outcome, a.message, a.session.source, a.artifacts)
-        for a in sorted(attempts, key=lambda a: a.test)
-        if a.outcome not in (PASSED, SKIPPED) or (a.outcome == SKIPPED and not skip_allowed(policy, rule, a))
-    )
-    if expected is None:
-        gaps: tuple[str, ...] = (
-            f"{where}: the installed suites have no suite '{suite}'; cannot tell its tests",
-        )
-    else:
-        gaps = _gaps(where, attempts, expected)
-    declared = [a for a in skipped if policy.may_lack(a.session.os_profile, a.missing_feature)]
-    # Each test skipped for a feature the policy declares the OS may lack takes one off the minimum:
-    # it does not apply to this OS, so it can neither pass nor be asked to. Nothing else lowers it.
-    applicable = len(attempts) - len(declared)
-    needed = max(1, rule.min_tests - len(declared))
-    notes: tuple[str, ...] = ()
-    if not attempts:
-        state, reasons = CELL_MISSING, (f"{where}: no results", *(gaps if expected is None else ()))
-    elif failing:
-        state, reasons = CELL_FAILED, (*(f"{where}: {f.test} {_verb(f)}" for f in failing), *gaps)
-    elif gaps:
-        state, reasons = CELL_INCOMPLETE, gaps
-    elif len(declared) == len(attempts):
-        state, reasons = CELL_NOT_APPLICABLE, ()
-        lacks = sorted({(a.session.os_profile, a.missing_feature) for a in declared})
-        notes = (
-            f"{where}: not applicable: every test was skipped because "
-            + "; ".join(f"OS profile {p} lacks {f}" for p, f in lacks)
-            + ", which the policy declares it may; not counted as passed",
-        )
-    elif passed < needed:
-        state = CELL_TOO_FEW
-        reasons = (f"{where}: {passed} test(s) passed, the policy needs at least {needed}",)
-    else:
-        state, reasons = CELL_PASSED, ()
-        if needed < rule.min_tests:
-            notes = (
-                f"{where}: {passed} of the {applicable} test(s) that apply passed; the policy's min_tests "
-                f"{rule.min_tests} counts among those, the rest were skipped for declared missing features",
-            )
+    failing = _failing(policy, rule, attempts)
+    declared = _declared_skips(policy, attempts)
+    gaps = _suite_gaps(where, suite, attempts, expected)
+    state, reasons = _state(where, attempts, failing, gaps, declared, rule.min_tests)
     return Cell(
         device_type=device_type,
         suite=suite,
         state=state,
-        passed=passed,
+        passed=_count(attempts, PASSED),
         failed=len(failing),
-        skipped=len(skipped),
+        skipped=_count(attempts, SKIPPED),
         min_tests=rule.min_tests,
         reasons=reasons,
         failing=failing,
-        notes=notes,
+        notes=_notes(where, state, attempts, declared, rule.min_tests),
     )
+
+
+def _failing(policy: Policy, rule: SuiteRule, attempts: list[Attempt]) -> tuple[FailingTest, ...]:
+    """The tests that keep the cell from passing, by name: failed, errored, or a skip not allowed."""
+    return tuple(
+        FailingTest(a.test, a.outcome, a.message, a.session.source, a.artifacts)
+        for a in sorted(attempts, key=lambda a: a.test)
+        if a.outcome not in (PASSED, SKIPPED) or (a.outcome == SKIPPED and not skip_allowed(policy, rule, a))
+    )
+
+
+def _declared_skips(policy: Policy, attempts: list[Attempt]) -> list[Attempt]:
+    """The skips for a feature the policy declares the run's OS profile may lack."""
+    return [
+        a
+        for a in attempts
+        if a.outcome == SKIPPED and policy.may_lack(a.session.os_profile, a.missing_feature)
+    ]
+
+
+def _suite_gaps(
+    where: str, suite: str, attempts: list[Attempt], expected: frozenset[str] | None
+) -> tuple[str, ...]:
+    """Why the results are not the installed suite whole: a suite it does not have, or tests missing or
+    foreign (of no results at all, "no results" says enough)."""
+    if expected is None:
+        return (f"{where}: the installed suites have no suite '{suite}'; cannot tell its tests",)
+    return _gaps(where, attempts, expected) if attempts else ()
+
+
+def _state(
+    where: str,
+    attempts: list[Attempt],
+    failing: tuple[FailingTest, ...],
+    gaps: tuple[str, ...],
+    declared: list[Attempt],
+    min_tests: int,
+) -> tuple[str, tuple[str, ...]]:
+    """The cell's state and the reasons it is not passed: the first of these that holds."""
+    passed, needed = _count(attempts, PASSED), _needed(min_tests, declared)
+    if not attempts:
+        return CELL_MISSING, (f"{where}: no results", *gaps)
+    if failing:
+        return CELL_FAILED, (*(f"{where}: {f.test} {_verb(f)}" for f in failing), *gaps)
+    if gaps:
+        return CELL_INCOMPLETE, gaps
+    if len(declared) == len(attempts):
+        return CELL_NOT_APPLICABLE, ()
+    if passed < needed:
+        return CELL_TOO_FEW, (f"{where}: {passed} test(s) passed, the policy needs at least {needed}",)
+    return CELL_PASSED, ()
+
+
+def _notes(
+    where: str, state: str, attempts: list[Attempt], declared: list[Attempt], min_tests: int
+) -> tuple[str, ...]:
+    """What the declared missing features did to a cell: made it not applicable, or lowered its minimum."""
+    if state == CELL_NOT_APPLICABLE:
+        lacks = sorted({(a.session.os_profile, a.missing_feature) for a in declared})
+        return (
+            f"{where}: not applicable: every test was skipped because "
+            + "; ".join(f"OS profile {p} lacks {f}" for p, f in lacks)
+            + ", which the policy declares it may; not counted as passed",
+        )
+    if state == CELL_PASSED and _needed(min_tests, declared) < min_tests:
+        passed, applicable = _count(attempts, PASSED), len(attempts) - len(declared)
+        return (
+            f"{where}: {passed} of the {applicable} test(s) that apply passed; the policy's min_tests "
+            f"{min_tests} counts among those, the rest were skipped for declared missing features",
+        )
+    return ()
+
+
+def _needed(min_tests: int, declared: list[Attempt]) -> int:
+    """How many tests must pass."""
+    # Each test skipped for a feature the policy declares the OS may lack takes one off the minimum:
+    # it does not apply to this OS, so it can neither pass nor be asked to. Nothing else lowers it.
+    return max(1, min_tests - len(declared))
+
+
+def _count(attempts: list[Attempt], outcome: str) -> int:
+    return sum(a.outcome == outcome for a in attempts)
 
 
 def _gaps(where: str, attempts: list[Attempt], expected: frozenset[str]) -> tuple[str, ...]:

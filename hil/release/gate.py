@@ -5,6 +5,7 @@ nothing else objects: an unreadable file, a session not provably about this rele
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -47,53 +48,20 @@ def evaluate(
     now: datetime | None = None,
 ) -> Decision:
     """Apply `policy` to `results` for the release `subject` describes, against the installed suites."""
-    reasons = list(results.problems)
+    reasons = [*results.problems, *_subject_reasons(policy, subject)]
     notes = list(results.notes)
-    if not subject.version:
-        # Unversioned results would otherwise "match" it.
-        reasons.append(f"release {subject.release_id} has no version to hold the results against")
-    if policy.version and policy.version != subject.version:
-        reasons.append(
-            f"the policy is for version {policy.version}, the release is version {subject.version}"
-        )
-    if not subject.device_types:
-        reasons.append("the release names no device types, so nothing could show it works")
-
     judged = judge_sessions(results.attempts, results.sessions, subject, now or datetime.now(UTC))
     reasons += judged.reasons
     notes += judged.notes
     current, ties = latest_attempts(a for a in results.attempts if a.session in judged.counted)
     reasons += ties
-    by_cell: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
-    for attempt in current.values():
-        by_cell[(attempt.device_type, attempt.suite)].append(attempt)
-
+    by_cell = _by_cell(current.values())
     cells: list[Cell] = []
     for device_type in subject.device_types:
-        rules = policy.rules_for(device_type)
-        if rules is None:
-            reasons.append(f"the policy ({policy.path}) has no rules for device type {device_type}")
-            continue
-        for (dt, suite), attempts in sorted(by_cell.items()):
-            if dt == device_type and suite not in rules.suites:
-                named = f"suite '{suite}'" if suite else "no suite"
-                reasons.append(
-                    f"{device_type}: {len(attempts)} test(s) in {named}, which the policy does not name "
-                    f"(e.g. {attempts[0].test})"
-                )
-        own = [
-            judge_cell(
-                policy, device_type, suite, by_cell.get((device_type, suite), []), catalog.suites.get(suite)
-            )
-            for suite in rules.suites
-        ]
-        if own and all(c.state == CELL_NOT_APPLICABLE for c in own):
-            reasons.append(f"{device_type}: every suite is not applicable, so nothing shows the image works")
-        for cell in own:
-            reasons += cell.reasons
-            notes += cell.notes
+        own, objections = _device_type_cells(policy, device_type, by_cell, catalog)
+        reasons += objections
+        notes += [note for cell in own for note in cell.notes]
         cells += own
-
     ok = cells and all(c.state in (CELL_PASSED, CELL_NOT_APPLICABLE) for c in cells)
     return Decision(
         release_id=subject.release_id,
@@ -104,3 +72,54 @@ def evaluate(
         reasons=tuple(reasons),
         notes=tuple(notes),
     )
+
+
+def _subject_reasons(policy: Policy, subject: Subject) -> list[str]:
+    """What is wrong with the release itself, whatever the results: no version, another version than the
+    policy's, no device types."""
+    reasons = []
+    if not subject.version:
+        # Unversioned results would otherwise "match" it.
+        reasons.append(f"release {subject.release_id} has no version to hold the results against")
+    if policy.version and policy.version != subject.version:
+        reasons.append(
+            f"the policy is for version {policy.version}, the release is version {subject.version}"
+        )
+    if not subject.device_types:
+        reasons.append("the release names no device types, so nothing could show it works")
+    return reasons
+
+
+def _by_cell(attempts: Iterable[Attempt]) -> dict[tuple[str, str], list[Attempt]]:
+    """The attempts grouped by (device type, suite)."""
+    by_cell: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
+    for attempt in attempts:
+        by_cell[(attempt.device_type, attempt.suite)].append(attempt)
+    return by_cell
+
+
+def _device_type_cells(
+    policy: Policy, device_type: str, by_cell: dict[tuple[str, str], list[Attempt]], catalog: Catalog
+) -> tuple[list[Cell], list[str]]:
+    """The cells of one device type, one per suite its rules name, and the reasons to refuse: results
+    for suites the rules do not name, no suite that applies, and each cell's own."""
+    rules = policy.rules_for(device_type)
+    if rules is None:
+        return [], [f"the policy ({policy.path}) has no rules for device type {device_type}"]
+    reasons = []
+    for (dt, suite), attempts in sorted(by_cell.items()):
+        if dt == device_type and suite not in rules.suites:
+            named = f"suite '{suite}'" if suite else "no suite"
+            reasons.append(
+                f"{device_type}: {len(attempts)} test(s) in {named}, which the policy does not name "
+                f"(e.g. {attempts[0].test})"
+            )
+    cells = [
+        judge_cell(
+            policy, device_type, suite, by_cell.get((device_type, suite), []), catalog.suites.get(suite)
+        )
+        for suite in rules.suites
+    ]
+    if cells and all(c.state == CELL_NOT_APPLICABLE for c in cells):
+        reasons.append(f"{device_type}: every suite is not applicable, so nothing shows the image works")
+    return cells, reasons + [reason for cell in cells for reason in cell.reasons]

@@ -13,7 +13,7 @@ import pytest
 
 from hil.dut import Dut
 from hil.dut.provision import image_version
-from hil.images.read import partition_uuids
+from hil.images.partitions import partition_uuids
 
 KERNEL_TROUBLE = re.compile(r"Oops|BUG:|Call Trace|Kernel panic|[Ff]ailed to mount|mount: .*failed")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.images.read import partitions
+from hil.images.partitions import partitions
 from tests.support.e2e import (
     ROOT,
     leftover_disks,

@@ -16,15 +16,9 @@ from hil.commands.main import main as hil_main
 from hil.errors import ImageError
 from hil.images.bmap import find_bmap, parse_bmap
 from hil.images.builders.cache import one_builder
-from hil.images.read import (
-    ImageInfo,
-    check_device_type,
-    check_integrity,
-    materialize,
-    open_image,
-    partitions,
-    read_info,
-)
+from hil.images.device_type import ImageInfo, check_device_type, read_info
+from hil.images.partitions import partitions
+from hil.images.read import check_integrity, materialize, open_image
 from tests.support.disk_images import make_disk
 
 DEVICE_TYPE = json.dumps({"slug": "raspberrypi4-64", "version": "6.1.2"}).encode()

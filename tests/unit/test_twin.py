@@ -15,7 +15,7 @@ import pytest
 from hil.drivers.twin import TwinBoard
 from hil.dut.boards import config_place
 from hil.errors import ImageError
-from hil.images.read import boot_partition
+from hil.images.partitions import boot_partition
 from hil.lab.pool import HalfWrittenCard, health_dir
 from hil.lab.rig import Rig, load_rig
 from tests.support.e2e import reference_disk

@@ -1,0 +1,312 @@
+"""The dashboard's pages, one small function each: every one a GET that reads the store, the rig files,
+leases and artifacts, and finds them on `request.app.state.dashboard`.
+
+Nothing here powers, flashes or finalizes anything: the web is for looking. A run's files are served
+only from its own artifacts, always as plain text (hil.web.files).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from hil.errors import HilError
+from hil.release.sqlite_store import SqliteStore
+from hil.runs import trends
+from hil.runs.model import Run
+from hil.runs.store import RunStore
+from hil.web import files, lab
+
+_HERE = Path(__file__).resolve().parent
+PAGE = 50
+
+
+@dataclass
+class Dashboard:
+    """What every page reads: the store (as the pages name it), its runs and releases, the templates,
+    and the trend plots drawn so far."""
+
+    shown: Path | str
+    runs: RunStore
+    releases: SqliteStore
+    templates: Jinja2Templates
+    plots: dict[tuple[str, int, int], dict[str, str]] = field(default_factory=dict)
+
+
+def table() -> list[BaseRoute]:
+    """Every route of the dashboard: its path and the function that answers it."""
+    return [
+        Route("/", overview),
+        Route("/rigs", rigs),
+        Route("/rigs/{name}/check-log", check_log),
+        Route("/releases", release_list),
+        Route("/releases/{release_id}", release),
+        Route("/runs", run_list),
+        Route("/runs/{run_id}", run_page),
+        Route("/runs/{run_id}/tests/{index}/console", test_console),
+        Route("/runs/{run_id}/transcript/{index}", transcript),
+        Route("/runs/{run_id}/file", run_file),
+        Route("/runs/{run_id}/allure", allure),
+        Route("/trends", trend_list),
+        Route("/trends/{device_type}", trend),
+        Route("/flaky", flaky),
+        Route("/history", history),
+        Route("/live", live_list),
+        Route("/live/{run_id}", live),
+        Route("/live/{run_id}/tail", live_tail),
+        Route("/favicon.ico", favicon),
+        Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+    ]
+
+
+async def overview(request: Request) -> Response:
+    """Rigs, running sessions, the latest runs, flaky tests, releases and their decisions."""
+    board = _dashboard(request)
+    runs, releases = board.runs, board.releases
+    return _page(request, "overview.html", rigs=lab.rig_rows(), running=_alive(runs),
+                 latest=runs.runs(limit=10), flaky=runs.flaky(limit=10), releases=releases.releases()[:10],
+                 decisions=releases.latest_decisions())  # fmt: skip
+
+
+async def rigs(request: Request) -> Response:
+    """Every rig, its lease and health, and the session running on it."""
+    live = {r.rig: r for r in _alive(_dashboard(request).runs)}
+    return _page(request, "rigs.html", rigs=lab.rig_rows(), live=live)
+
+
+async def check_log(request: Request) -> Response:
+    """A rig's last `hil rig check` log, as plain text."""
+    row = next((r for r in lab.rig_rows() if r.name == request.path_params["name"]), None)
+    if row is None or row.check_log is None:
+        raise HTTPException(404, "no check log for this rig")
+    return PlainTextResponse(files.read_text(row.check_log))
+
+
+async def release_list(request: Request) -> Response:
+    """Every release and its latest decision."""
+    releases = _dashboard(request).releases
+    return _page(
+        request, "releases.html", releases=releases.releases(), decisions=releases.latest_decisions()
+    )
+
+
+async def release(request: Request) -> Response:
+    """One release: its decisions, the latest as a device type x suite matrix, and the evidence."""
+    board = _dashboard(request)
+    try:
+        found = board.releases.get(request.path_params["release_id"])
+        decisions = board.releases.evidence(found.id)
+    except HilError as exc:
+        raise HTTPException(404, str(exc)) from None
+    latest = decisions[-1] if decisions else None
+    matrix, suites, evidence = _matrix(latest)
+    run_ids = {a["run_id"] for a in (latest or {}).get("attempts", [])}
+    return _page(request, "release.html", release=found, decisions=decisions[::-1], latest=latest,
+                 matrix=matrix, suites=suites, evidence=evidence,
+                 recorded=board.runs.known(run_ids))  # fmt: skip
+
+
+async def run_list(request: Request) -> Response:
+    """The recorded runs, newest first, a page at a time, filtered by device type and rig."""
+    runs = _dashboard(request).runs
+    device_type = request.query_params.get("device_type") or None
+    rig = request.query_params.get("rig") or None
+    number = max(1, _int(request.query_params.get("page"), 1))
+    total = runs.count(device_type, rig)
+    shown = runs.runs(limit=PAGE, offset=(number - 1) * PAGE, device_type=device_type, rig=rig)
+    return _page(request, "runs.html", runs=shown, page=number, pages=max(1, math.ceil(total / PAGE)),
+                 total=total, device_type=device_type or "", rig=rig or "")  # fmt: skip
+
+
+async def run_page(request: Request) -> Response:
+    """One run: its facts, tests and reasons, with links to its files."""
+    run = _run_or_404(request)
+    allure = Path(run.facts.allure)
+    has_allure = bool(run.facts.allure) and allure.is_dir()
+    report = Path(run.facts.artifacts) / "gate" / "summary.html"
+    return _page(request, "run.html", run=run, has_allure=has_allure, gate_report=report.is_file())
+
+
+async def test_console(request: Request) -> Response:
+    """The part of the console transcript one test saw, as plain text."""
+    run = _run_or_404(request)
+    index = _int(request.path_params["index"], -1)
+    slice_ = run.tests[index].console_slice() if 0 <= index < len(run.tests) else None
+    if slice_ is None or not files.allowed(run, Path(slice_[0])):
+        raise HTTPException(404, "this test has no console slice")
+    return PlainTextResponse(files.read_text(Path(slice_[0]), slice_[1], slice_[2]))
+
+
+async def transcript(request: Request) -> Response:
+    """One board's whole console transcript of a run, as plain text."""
+    run = _run_or_404(request)
+    index = _int(request.path_params["index"], -1)
+    if not 0 <= index < len(run.facts.transcripts):
+        raise HTTPException(404, "no such transcript")
+    return PlainTextResponse(files.read_text(Path(run.facts.transcripts[index])))
+
+
+async def run_file(request: Request) -> Response:
+    """One of the run's own files, as plain text; any other path is not found."""
+    run = _run_or_404(request)
+    target = Path(request.query_params.get("path", ""))
+    if not target.is_absolute() or not files.allowed(run, target) or not target.is_file():
+        raise HTTPException(404, "not a file of this run")
+    # Always plain text: an artifact must never run as a page of the dashboard.
+    return PlainTextResponse(files.read_text(target), headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def allure(request: Request) -> Response:
+    """The Allure results a run kept, listed."""
+    run = _run_or_404(request)
+    folder = Path(run.facts.allure)
+    if not run.facts.allure or not folder.is_dir():
+        raise HTTPException(404, "this run kept no Allure results")
+    entries = sorted(p for p in folder.iterdir() if p.is_file())
+    return _page(request, "allure.html", run=run, entries=entries)
+
+
+async def trend_list(request: Request) -> Response:
+    """The trend plots of every device type with runs."""
+    board = _dashboard(request)
+    device_types = board.runs.device_types()
+    return _page(request, "trends.html", device_types=device_types,
+                 sections=[_trend(board, dt) for dt in device_types])  # fmt: skip
+
+
+async def trend(request: Request) -> Response:
+    """The trend plots of one device type."""
+    board = _dashboard(request)
+    device_type = request.path_params["device_type"]
+    if device_type not in board.runs.device_types():
+        raise HTTPException(404, f"no runs recorded for device type {device_type}")
+    return _page(request, "trends.html", device_types=[device_type], sections=[_trend(board, device_type)])
+
+
+async def flaky(request: Request) -> Response:
+    """Tests that both passed and failed on one image."""
+    return _page(request, "flaky.html", flaky=_dashboard(request).runs.flaky())
+
+
+async def history(request: Request) -> Response:
+    """One test's outcomes over the runs, optionally on one device type."""
+    q = request.query_params
+    rows = _dashboard(request).runs.history(q.get("suite", ""), q.get("test", ""), q.get("device_type", ""))
+    return _page(request, "history.html", rows=rows, suite=q.get("suite", ""), test=q.get("test", ""),
+                 device_type=q.get("device_type", ""))  # fmt: skip
+
+
+async def live_list(request: Request) -> Response:
+    """The sessions running now."""
+    return _page(request, "live_list.html", running=_alive(_dashboard(request).runs))
+
+
+async def live(request: Request) -> Response:
+    """A running session's live console page, one tab per board."""
+    session = _session(_dashboard(request).runs, request.path_params["run_id"])
+    return _page(request, "live.html", session=session, boards=[t.parent.name for t in session.transcripts()])
+
+
+async def live_tail(request: Request) -> Response:
+    """What a board's transcript gained since `offset`, for the live console's poll."""
+    session = _session(_dashboard(request).runs, request.path_params["run_id"])
+    boards = session.transcripts()
+    index = _int(request.query_params.get("board"), 0)
+    if not 0 <= index < len(boards):
+        return JSONResponse({"offset": 0, "text": "", "running": session.alive, "waiting": True})
+    offset, text = files.tail(boards[index], max(0, _int(request.query_params.get("offset"), 0)))
+    return JSONResponse({"offset": offset, "text": text, "running": session.alive, "waiting": False})
+
+
+async def favicon(request: Request) -> Response:
+    """The icon browsers ask for at the root."""
+    return RedirectResponse("/static/favicon.svg")
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    """Any 404, as the dashboard's error page."""
+    board = _dashboard(request)
+    detail = getattr(exc, "detail", "not found")
+    return board.templates.TemplateResponse(
+        request, "error.html", {"store": board.shown, "message": detail}, status_code=404
+    )
+
+
+def _dashboard(request: Request) -> Dashboard:
+    dashboard: Dashboard = request.app.state.dashboard
+    return dashboard
+
+
+def _page(request: Request, name: str, **context: Any) -> Response:
+    board = _dashboard(request)
+    return board.templates.TemplateResponse(request, name, {"store": board.shown, **context})
+
+
+def _run_or_404(request: Request) -> Run:
+    try:
+        return _dashboard(request).runs.get(request.path_params["run_id"])
+    except HilError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _alive(runs: RunStore) -> list:
+    return [r for r in runs.running() if r.alive]
+
+
+def _session(runs: RunStore, run_id: str) -> Any:
+    found = next((r for r in runs.running() if r.run_id == run_id), None)
+    if found is None:
+        raise HTTPException(404, f"run {run_id} is not running (it may have finished: see /runs/{run_id})")
+    return found
+
+
+def _trend(board: Dashboard, device_type: str) -> dict[str, Any]:
+    """The plots of one device type, drawn once per state of its runs (a new run draws them anew)."""
+    runs, cache = board.runs, board.plots
+    newest = runs.runs(limit=trends.SHOWN, device_type=device_type)
+    key = (device_type, runs.count(device_type), newest[0].id if newest else 0)
+    if key not in cache:
+        ordered = newest[::-1]
+        cache[key] = {
+            "boot": trends.boot_plot(device_type, ordered),
+            "suites": trends.suite_plot(device_type, ordered),
+            "pass": trends.pass_plot(device_type, ordered),
+        }
+    return {"device_type": device_type, "plots": cache[key], "versions": trends.versions(newest),
+            "runs": key[1]}  # fmt: skip
+
+
+def _matrix(
+    decision: dict | None,
+) -> tuple[dict[str, dict[str, dict]], list[str], dict[tuple[str, str], list[dict]]]:
+    """The decision's cells as device type -> suite -> cell, the suites in order, and each cell's attempts."""
+    if decision is None:
+        return {}, [], {}
+    matrix: dict[str, dict[str, dict]] = defaultdict(dict)
+    suites: list[str] = []
+    for cell in decision["decision"]["cells"]:
+        matrix[cell["device_type"]][cell["suite"]] = cell
+        if cell["suite"] not in suites:
+            suites.append(cell["suite"])
+    evidence: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    devices = {s["run_id"]: s["device_type"] for s in decision.get("sessions", [])}
+    for attempt in decision.get("attempts", []):
+        evidence[(devices.get(attempt["run_id"], ""), attempt["suite"])].append(attempt)
+    return dict(matrix), suites, dict(evidence)
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text or "")
+    except ValueError:
+        return default
