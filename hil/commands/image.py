@@ -22,8 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--version", default="1.0.0", help="OS version written into /etc/os-release (1.0.0)")
     build.add_argument(
-        "--variant", default="healthy", help="healthy, or a deliberately broken variant for tests"
-    )
+        "--variant", default="healthy",
+        help="healthy; flasher (an installer that writes the healthy image onto a board's internal disk); "
+        "or a deliberately broken variant for tests",
+    )  # fmt: skip
     build.add_argument(
         "--arch", default="x86_64", help="x86_64 (device type qemux86-64) or aarch64 (generic-aarch64)"
     )
@@ -115,7 +117,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from hil.errors import ImageError
-    from hil.images.read import read_info
+    from hil.images.device_type import read_info
 
     if not args.image.is_file():
         raise ImageError(f"image {args.image} does not exist")

@@ -118,6 +118,18 @@ class BootSnapshots(Protocol):
         ...
 
 
+@runtime_checkable
+class BootCounter(Protocol):
+    """Count the DUT's boots as the board starts them (a power-on, a reset), with nothing read from the
+    DUT: a reboot shows even where the OS prints nothing on its console (balenaOS's `console=null quiet`)."""
+
+    name: ClassVar[str] = "boot-counter"
+
+    def boots_started(self) -> int:
+        """How many boots the board has started since it was made; the count never goes back."""
+        ...
+
+
 BOARD_CAPABILITIES: tuple[type, ...] = (
     LinkControl,
     NetworkCapture,
@@ -127,6 +139,7 @@ BOARD_CAPABILITIES: tuple[type, ...] = (
     SerialLine,
     HostedNetwork,
     BootSnapshots,
+    BootCounter,
 )
 # Capabilities a rig file gives (not a board method): name -> what it means.
 RIG_CAPABILITIES = {"wifi": "a wifi access point the DUT can join"}

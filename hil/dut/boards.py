@@ -84,8 +84,9 @@ def _qemu_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:
     assert isinstance(rig.spec, QemuRig)  # only qemu rigs come here (BOARD_KINDS)
     machine, workdir = rig.spec.qemu.to_machine(), make_workdir(rig.name)
     return QemuBoard(
-        rig.name, machine, workdir, artifacts, profile.ssh.port, config_place=config_place(profile)
-    )
+        rig.name, machine, workdir, artifacts, profile.ssh.port, config_place=config_place(profile),
+        install_timeout=rig.spec.timeouts.install,
+    )  # fmt: skip
 
 
 def _autohat_board(rig: Rig, profile: OsProfile, artifacts: Path) -> Board:

@@ -20,16 +20,16 @@ import paramiko
 
 from hil.console.engine import Console
 from hil.console.result import CommandResult
-from hil.console.ssh import HostKeyPin
-from hil.drivers.capabilities import BootSnapshots, capability_name, provided
+from hil.console.ssh import HostKeyPin, SshLink
+from hil.drivers.capabilities import BootCounter, BootSnapshots, capability_name, provided
 from hil.dut.boards import Board
 from hil.dut.boot_phases import boot_phases
-from hil.dut.login import attach_console, await_login, await_restart
+from hil.dut.login import Watch, attach_console, await_login, await_restart
 from hil.dut.machine import Machine, State, Steps
 from hil.dut.snapshots import SavedBoot, SnapshotCache
 from hil.dut.ssh_session import SshSession
-from hil.errors import HilError, Unsupported
-from hil.images.read import check_device_type, read_info
+from hil.errors import HilError, SshError, Unsupported
+from hil.images.device_type import check_device_type, read_info
 from hil.lab.rig import Rig
 from hil.os.model import OsFeature, OsProfile
 
@@ -63,6 +63,8 @@ class Dut:
         self.boots: list[dict[str, float]] = []
         self.restores: list[float] = []  # seconds each snapshot restore took, to READY
         self._boot_began = (0, 0.0)  # where the boot being awaited began: console text position, seconds
+        self._boots_seen = 0  # the board's count of boots at the last login, where the board counts them
+        self.boot_id: str | None = None  # the kernel's id of the boot hil last reached over SSH
         self.os_version = ""
 
     @property
@@ -226,6 +228,9 @@ class Dut:
         left = max(1.0, start + timeout - time.monotonic())
         await_login(self.console, self.profile, self.rig.name, after=after, timeout=timeout, left=left)
         self.machine.booted(restored=restored)
+        counter = self._counter()
+        self._boots_seen = counter.boots_started() if counter is not None else 0
+        self.boot_id = None  # a new boot (or a restore): SSH reads its id
         if restored:
             return
         self.boot_seconds = time.monotonic() - start
@@ -243,6 +248,8 @@ class Dut:
         version = self.ssh.os_version()
         if version is not None:
             self.os_version = version
+        said = self.ssh.run(self.profile.boot.boot_id_command)
+        self.boot_id = said.output.strip() if said.ok and said.output.strip() else None
 
     def _power_down(self) -> None:
         self.ssh.close()
@@ -250,6 +257,7 @@ class Dut:
             self.console.close()
             self.console = None
         self.board.power_off(self.rig.spec.timeouts.shutdown)
+        self.boot_id = None
         self.machine.powered_down()
 
     # --- what tests do -------------------------------------------------------------------------
@@ -308,19 +316,56 @@ class Dut:
         time.sleep(off_time)
         self.transition(State.READY)
 
-    def wait_for_reboot(self, after: str, timeout: float | None = None) -> None:
-        """The DUT is rebooting (asked to, or by an update or rollback): see it restart, then log in again."""
+    def wait_for_reboot(self, after: str, timeout: float | None = None, *, restarts: int = 1) -> None:
+        """The DUT is rebooting (asked to, or by an update or rollback): see it restart, then log in again.
+
+        The restart shows on the console (the profile's restart pattern), in the board's count of boots
+        (where it counts them), or as a new boot id over SSH, whichever comes first, so an OS that prints
+        nothing on its console reboots too. `restarts`: how many restarts come before the boot to log in
+        to (2: a trial boot that reboots by itself); a boot seen only by its boot id counts where SSH
+        answered during it.
+        """
         assert self.console is not None
+        watch = self._watch()
         self.ssh.close()
         self.machine.ssh_closed()
         start = time.monotonic()
         limit = timeout or self.rig.spec.timeouts.boot
         with self.machine.failing():
-            restart = await_restart(self.console, self.profile.boot.restart_pattern, limit, after)
-            self._boot_began = (restart.start(), self.console.seconds_at(restart.start()))
+            restart = await_restart(self.console, watch, limit, after, restarts=restarts)
+            self._boot_began = (restart.position, restart.seconds)
             self._await_login(after, start, limit)
         with self.machine.failing(ssh_only=True):
             self._connect_ssh()
+
+    def _counter(self) -> BootCounter | None:
+        # mypy takes no protocol class where type[C] is expected (python/mypy#4717).
+        return self.capability(BootCounter)  # type: ignore[type-abstract]
+
+    def _watch(self) -> Watch:
+        """What tells the next boot from this one: the console, the board's count, the boot id."""
+        counter = self._counter()
+        return Watch(
+            self.profile.boot.restart_pattern,
+            boots_started=counter.boots_started if counter is not None else None,
+            boots_before=self._boots_seen,
+            read_boot_id=self._read_boot_id,
+            boot_id_before=self.boot_id,
+        )
+
+    def _read_boot_id(self, deadline: float) -> str:
+        """The boot id over a link of its own, connecting until `deadline` (the DUT may be between boots;
+        a restarted virtual board forwards SSH from a new port)."""
+        board, ssh = self.board, self.profile.ssh
+        link = SshLink(board.ssh_host, board.ssh_port, ssh.user, self.ssh.key, self.ssh.pin)
+        try:
+            link.connect(deadline)
+            said = link.run(self.profile.boot.boot_id_command, self.rig.spec.timeouts.command)
+        finally:
+            link.close()
+        if not said.ok or not said.output.strip():
+            raise SshError(f"`{said.command}` exited {said.exit_code} on {self.rig.name}")
+        return said.output.strip()
 
     def close(self) -> None:
         """Power off and release the board (temporary disks go; logs stay)."""

@@ -43,6 +43,9 @@ class Timeouts(_Strict):
     ssh: PositiveFloat = 90.0
     command: PositiveFloat = 60.0
     shutdown: PositiveFloat = 10.0
+    install: PositiveFloat = Field(
+        600.0, description="a flasher image: from power-on until it installed the OS and powered off"
+    )
 
 
 class QemuSpec(_Strict):
@@ -55,6 +58,19 @@ class QemuSpec(_Strict):
     cpus: PositiveInt = 1
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     rtc_base: str | None = Field(None, description="QEMU -rtc base=..., e.g. 2020-01-01T00:00:00")
+    internal_disk: ByteSize | None = Field(
+        None,
+        description="a disk inside the board, e.g. 8GiB (balena's Leviathan gives 8 GiB): a flasher image "
+        "installs onto it from a second disk; any other image is written onto it. null: the image is the "
+        "board's only disk",
+    )
+
+    @field_validator("internal_disk")
+    @classmethod
+    def _a_disk_to_install_onto(cls, size: ByteSize | None) -> ByteSize | None:
+        if size is not None and size < 1 << 20:
+            raise ValueError(f"an internal disk of {size} bytes holds no OS; give a size such as 8GiB")
+        return size
 
     def to_machine(self) -> Machine:
         """The QEMU driver's plain values."""
@@ -204,6 +220,13 @@ class TwinRig(_RigBase):
     power: PowerSpec
     sd_mux: MuxSpec
     card: CardSpec
+
+    @field_validator("qemu")
+    @classmethod
+    def _boots_its_card(cls, qemu: QemuSpec) -> QemuSpec:
+        if qemu.internal_disk is not None:
+            raise ValueError("a twin boots its card: internal_disk is for qemu rigs")
+        return qemu
 
     def to_wiring(self) -> TwinWiring:
         """The twin driver's plain values."""

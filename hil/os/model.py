@@ -131,6 +131,9 @@ class Boot(_Group):
     # What the console shows once a reboot is really under way (the kernel prints it at emergency level),
     # so a login is never taken from the shell that is about to go down.
     restart_pattern: Regex = r"reboot: Restarting system"
+    # Prints an id the kernel draws anew at every boot: a reboot shows over SSH even where the console
+    # stays silent (balenaOS boots `console=null quiet`) and the board cannot count its boots.
+    boot_id_command: Command = "cat /proc/sys/kernel/random/boot_id"
     # Where the bootloader, kernel and init phases begin on the console (hil.dut.boot_phases); the login
     # phase begins when the console offers a login. GRUB's greeting or U-Boot's banner, the kernel's banner,
     # and the kernel handing over to user space are printed by every image hil knows, on amd64 and arm64.

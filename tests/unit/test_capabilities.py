@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_each_board_kind_declares_what_it_really_has() -> None:
     kinds = {kind: declared(spec.board_class()) for kind, spec in BOARD_KINDS.items()}
     assert kinds["qemu"] == {
-        "link-control", "network-capture", "rtc-control", "hosted-network", "boot-snapshots"
+        "link-control", "network-capture", "rtc-control", "hosted-network", "boot-snapshots", "boot-counter"
     }  # fmt: skip
     assert kinds["autohat"] == {"power-relay", "sd-mux", "serial-line"}
     # The twin is an autohat rig whose network hil runs; it cannot unplug a cable a real rig could not.

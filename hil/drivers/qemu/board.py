@@ -14,7 +14,6 @@ state machine, `process.Lifecycle`; this module says how a process is made and w
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import shutil
@@ -25,18 +24,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hil.console.unix_socket import UnixSocketTransport
-from hil.drivers.capabilities import BootSnapshots, HostedNetwork, LinkControl, NetworkCapture, RtcControl
+from hil.drivers.capabilities import (
+    BootCounter,
+    BootSnapshots,
+    HostedNetwork,
+    LinkControl,
+    NetworkCapture,
+    RtcControl,
+)
 from hil.drivers.config_json import ConfigPlace
 from hil.drivers.qemu.accel import Accel, pick_accel
 from hil.drivers.qemu.disks import DiskSet, DiskSets
+from hil.drivers.qemu.flash import prepare
 from hil.drivers.qemu.machine import Machine
 from hil.drivers.qemu.process import Lifecycle, State, spawn
 from hil.drivers.qemu.qmp import EventHandler, QmpLink
 from hil.drivers.qemu.rtc import RtcClock
-from hil.errors import QemuError, ToolMissing
+from hil.errors import HilError, QemuError, ToolMissing
 from hil.images.arch import ARCHES
-from hil.images.edit import partitions_of, write_file
-from hil.images.read import materialize
+from hil.images.edit import partitions_of
 from hil.util.hostproc import free_port, tool
 
 log = logging.getLogger("hil.qemu")
@@ -70,15 +76,17 @@ def preflight(spec: Machine) -> None:
 class QemuBoard:
     """One QEMU virtual board; `workdir` holds its temporary disks, `artifacts` its logs."""
 
-    provides = (LinkControl, NetworkCapture, RtcControl, HostedNetwork, BootSnapshots)
+    provides = (LinkControl, NetworkCapture, RtcControl, HostedNetwork, BootSnapshots, BootCounter)
 
     def __init__(
         self, name: str, spec: Machine, workdir: Path, artifacts: Path, ssh_guest_port: int,
         *, serial: Literal["socket", "pty"] = "socket", config_place: ConfigPlace | None = None,
+        install_timeout: float = 600.0,
     ) -> None:  # fmt: skip
         self.name = name
         self.spec = spec
         self.config_place = config_place  # where config.json goes on the disk; None: the OS reads none
+        self.install_timeout = install_timeout  # a flasher image: power-on to its power-off, installed
         self.workdir = workdir
         self.artifacts = artifacts
         self.ssh_guest_port = ssh_guest_port
@@ -131,29 +139,56 @@ class QemuBoard:
         """Where the board's QEMU process is in its life (see process.py)."""
         return self._life.state
 
+    def boots_started(self) -> int:
+        """Boots the board has started: each process that ran the guest, a power-on's or a reset's. (A
+        board that keeps QEMU's warm reset, the twin's, counts only power-ons; the twin offers no count.)"""
+        return self._life.generation
+
     def flash(self, image: Path, config: dict[str, Any]) -> None:
-        """Put `image` on the board's disk (a fresh qcow2 overlay) and configure it with `config`."""
+        """Put `image` on the board's disk (a fresh qcow2 overlay) and configure it with `config`; a
+        flasher image boots from a second disk until it has installed the OS onto the internal one."""
         if self.is_on:
             raise QemuError(f"board {self.name} is powered; power it off before flashing")
-        qemu_img = tool("qemu-img", "qemu-utils")
-        base = materialize(image)  # the cached raw image; the overlay never changes it
-        root = self._disks.new_root()
-        overlay = root / "disk.qcow2"
-        out = subprocess.run(
-            [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base.resolve()), str(overlay)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if out.returncode != 0:
-            raise QemuError(f"qemu-img could not create an overlay on {image}: {out.stderr.strip()}")
+        place, internal_disk = self.config_place, self.spec.internal_disk
+        disk_set = prepare(self._disks, self.name, image, config, place, internal_disk)
         self.rtc_base = None
-        if self.config_place is not None:  # where a device finds it: on its boot partition
-            place = self.config_place
-            number = place.find(partitions_of(overlay), image).number
-            write_file(overlay, number, place.path, (json.dumps(config, indent=2) + "\n").encode())
-        self._disks.attach(DiskSet(root, overlay, "qcow2"))
-        log.info("%s: flashed %s (overlay %s)", self.name, image, overlay)
+        self._disks.attach(disk_set)
+        if disk_set.installer is not None:
+            self._install(image)
+        log.info("%s: flashed %s (disk %s)", self.name, image, disk_set.disk)
+
+    def _install(self, image: Path) -> None:
+        """Boot the installer medium until the guest powers off, then eject it: from then on the board
+        boots what the installer wrote onto its internal disk. A flasher that does not power off within
+        the bound, crashes, or writes nothing leaves no QEMU and no disk behind."""
+        disks = self._disks.current
+        assert disks is not None and disks.disk is not None  # flash() attached the installer's set
+        started = time.monotonic()
+        deadline = started + self.install_timeout
+        try:
+            self.expect_power_off()
+            self.power_on(deadline)
+            problem = self._await_power_off(deadline - time.monotonic(), bound=self.install_timeout)
+            if problem is None and not partitions_of(disks.disk):
+                problem = f"powered off with no partition table on the internal disk{self._console_said()}"
+        except HilError as exc:
+            problem = f"could not run: {exc}"
+        except BaseException:
+            self._abandon_install()
+            raise
+        if problem is not None:
+            self._abandon_install()
+            raise QemuError(f"flasher image {image.name} did not install on board {self.name}: it {problem}")
+        self._disks.eject()
+        log.info("%s: %s installed the OS onto the internal disk in %.1f s; installer ejected",
+                 self.name, image.name, time.monotonic() - started)  # fmt: skip
+
+    def _abandon_install(self) -> None:
+        """End an install that failed: no QEMU, and no disk set (the board has no image until a flash)."""
+        try:
+            self.power_off(grace=2)
+        finally:
+            self._disks.discard()
 
     def attach_disk(self, disk: Path | None, fmt: str = "raw") -> None:
         """Boot from `disk` (None: no disk) with fresh firmware settings."""
@@ -201,12 +236,34 @@ class QemuBoard:
             "-serial", "chardev:serial0",
             "-drive", f"if=pflash,format=raw,readonly=on,file={self.arch.firmware[0]}",
             "-drive", f"if=pflash,format=qcow2,file={disks.vars}",
-            *(["-drive", f"if=virtio,format={disks.fmt},file={disks.disk}"] if disks.disk else []),
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:{self.ssh_guest_port}",
             "-device", "virtio-net-pci,netdev=net0,id=nic0",
+            *self._drives(disks),
             "-rtc", f"base={self._rtc_start()}",
             *(RESET_AS_RESTART if self.restarts_on_reset else ()),
             *(["-loadvm", self._loadvm] if self._loadvm else []),
+        ]  # fmt: skip
+
+    @staticmethod
+    def _drives(disks: DiskSet) -> list[str]:
+        """The disk, as the PCI device after the NIC (slot 2, as QEMU places an if=virtio drive)."""
+        if disks.disk is None:
+            return []
+        if not disks.internal:
+            return ["-drive", f"if=virtio,format={disks.fmt},file={disks.disk}"]
+        # An internal disk keeps its slot, and a boot index: the firmware boots it even where an installer
+        # left boot options naming the medium it booted from. That medium, while it is in, is a second
+        # virtio disk (the cloud kernels have no USB storage), first in the boot order.
+        internal = [
+            "-drive", f"if=none,id=internal,format={disks.fmt},detect-zeroes=on,file={disks.disk}",
+            "-device", "virtio-blk-pci,drive=internal,bootindex=1",
+        ]  # fmt: skip
+        if disks.installer is None:
+            return internal
+        return [
+            *internal,
+            "-drive", f"if=none,id=installer,format=qcow2,file={disks.installer}",
+            "-device", "virtio-blk-pci,drive=installer,bootindex=0",
         ]  # fmt: skip
 
     @property
@@ -399,15 +456,23 @@ class QemuBoard:
         ready to be powered on again (with another disk, say)."""
         if self.is_on and not self._life.power_off_expected:
             raise QemuError(f"board {self.name} expects no power-off; call expect_power_off() first")
-        state = self._life.wait_off(timeout)
+        problem = self._await_power_off(timeout)
+        if problem is not None:
+            raise QemuError(f"board {self.name} {problem}")
+
+    def _await_power_off(self, timeout: float, bound: float | None = None) -> str | None:
+        """Wait up to `timeout` s for an announced power-off (of `bound` s in all): None once the board is
+        off, else what happened instead."""
+        state = self._life.wait_off(max(0.0, timeout))
+        if state is State.OFF:
+            return None
         if state is State.DEAD:
-            raise QemuError(f"board {self.name} did not power off as expected: {self._life.reason}")
-        if state is not State.OFF:
-            tail = self._serial_tail()
-            raise QemuError(
-                f"board {self.name} did not power itself off within {timeout:g} s"
-                f"{'; its console last printed: ' + tail if tail else ''} (console log: {self.serial_log})"
-            )
+            return f"did not power off as expected: {self._life.reason}{self._console_said()}"
+        return f"did not power itself off within {bound or timeout:g} s{self._console_said()}"
+
+    def _console_said(self) -> str:
+        tail = self._serial_tail()
+        return f"{'; its console last printed: ' + tail if tail else ''} (console log: {self.serial_log})"
 
     def close(self) -> None:
         """Power off and delete the board's temporary disks; logs stay in artifacts."""

@@ -1,5 +1,7 @@
 """A virtual board's disks: every flash gets its own set (disk overlay, firmware variables),
 and a set that holds a snapshot of its booted machine is kept so the board can start from it again.
+While a flasher image installs, its set also holds the installer medium, which the board boots from
+until it is ejected; the set's disk is then the board's internal disk, with what the installer wrote.
 
 Firmware variables are a qcow2 file, not raw: QEMU saves a snapshot only when every writable drive can
 hold one, and the variables pflash is writable.
@@ -7,6 +9,7 @@ hold one, and the variables pflash is writable.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -20,11 +23,14 @@ VARS_FILE = "efivars.qcow2"
 
 @dataclass(frozen=True)
 class DiskSet:
-    """What one flash put on the board: `disk` (None: no disk) in `fmt`."""
+    """What one flash put on the board: `disk` (None: no disk) in `fmt`; whether that disk is the board's
+    `internal` one; and the `installer` medium (qcow2) that the firmware boots first while it is there."""
 
     root: Path
     disk: Path | None
     fmt: str
+    internal: bool = False
+    installer: Path | None = None
 
     @property
     def vars(self) -> Path:
@@ -62,6 +68,20 @@ class DiskSets:
         previous, self.current = self.current, disk_set
         if previous is not None and previous != disk_set:
             self._drop(previous)
+
+    def eject(self) -> None:
+        """Take the installer medium out of the attached set (its file goes); the set's disk stays."""
+        current = self.current
+        if current is None or current.installer is None:
+            return
+        self.current = dataclasses.replace(current, installer=None)
+        current.installer.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Detach the attached set and delete it (unless it holds a snapshot): the board has no disk."""
+        current, self.current = self.current, None
+        if current is not None:
+            self._drop(current)
 
     def remember(self, key: str) -> None:
         """The attached set now holds the snapshot `key`."""

@@ -16,3 +16,4 @@ class Machine:
     cpus: int = 1
     accel: str = "auto"
     rtc_base: str | None = None
+    internal_disk: int | None = None  # bytes: the disk a flasher image installs onto; None: no such disk

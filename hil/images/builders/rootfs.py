@@ -223,11 +223,14 @@ def build_rootfs_tree(
         (root / "sbin" / "init").chmod(0o755)
 
 
-def build_initramfs_tree(trees: dict[str, Path], root: Path, arch: Arch, applets: list[str]) -> None:
-    """Fill `root` with the initramfs: busybox, the boot-environment logic and the kernel modules."""
+def build_initramfs_tree(
+    trees: dict[str, Path], root: Path, arch: Arch, applets: list[str], *, init: Path = FILES / "initramfs"
+) -> None:
+    """Fill `root` with an initramfs: busybox, the boot-environment logic, the kernel modules, and the
+    files under `init` (its /init: the A/B root switch, or the flasher's installer)."""
     _install_busybox(trees["busybox-static"], root, applets)
     copy_files(FILES / "common", root)
-    copy_files(FILES / "initramfs", root)
+    copy_files(init, root)
     for rel in ("dev", "proc", "sys", "mnt/boot", "mnt/state", "newroot", "lib/modules"):
         (root / rel).mkdir(parents=True, exist_ok=True)
     order = []
