@@ -10,22 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.e2e import leftover_disks, qemu_pids, reference_disk, run_suites
+from tests.support.e2e import HOSTAPP_UPDATE_TESTS, leftover_disks, qemu_pids, reference_disk, run_suites
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
-EXPECTED_TESTS = {
-    "test_update_lands_in_the_other_root_and_keeps_data_and_config",
-    "test_update_twice_returns_to_the_first_root",
-    "test_update_whose_health_check_fails_rolls_back",
-    "test_update_that_never_boots_rolls_back_and_a_good_update_then_lands",
-    "test_update_whose_kernel_panics_rolls_back",
-    "test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds[first-write]",
-    "test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds[rewrite-of-a-pending-update]",
-    "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[other-compatible]",
-    "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[other-key]",
-    "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[truncated]",
-}
 # hil's reference updater checks bundles by checksum, not signature: this test skips, naming the feature.
 SKIPPED = {"test_bundle_that_does_not_fit_is_refused_and_changes_nothing[other-key]": "bundle-signatures"}
 
@@ -37,7 +25,7 @@ def test_hostapp_update_suite_passes_on_the_reference_image(tmp_path: Path) -> N
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     root = ET.parse(junit).getroot()
     cases = list(root.iter("testcase"))
-    assert {case.get("name") for case in cases} == EXPECTED_TESTS
+    assert {case.get("name") for case in cases} == HOSTAPP_UPDATE_TESTS
     skipped = {
         case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}.get(
             "hil.missing_feature"

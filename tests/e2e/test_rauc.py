@@ -14,22 +14,9 @@ from pathlib import Path
 import pytest
 
 from hil.images.builders.rauc import build_rauc
-from tests.support.e2e import ROOT, leftover_disks, pytest_env, qemu_pids
+from tests.support.e2e import HOSTAPP_UPDATE_TESTS, ROOT, leftover_disks, pytest_env, qemu_pids
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
-
-EXPECTED_TESTS = {
-    "test_update_lands_in_the_other_root_and_keeps_data_and_config",
-    "test_update_twice_returns_to_the_first_root",
-    "test_update_whose_health_check_fails_rolls_back",
-    "test_update_that_never_boots_rolls_back_and_a_good_update_then_lands",
-    "test_update_whose_kernel_panics_rolls_back",
-    "test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds[first-write]",
-    "test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds[rewrite-of-a-pending-update]",
-    "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[other-compatible]",
-    "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[other-key]",
-    "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[truncated]",
-}
 
 
 @pytest.mark.timeout(2700)
@@ -47,7 +34,7 @@ def test_hostapp_update_suite_passes_on_the_rauc_image(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
     [junit] = art.glob("**/junit*.xml")
     cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
-    assert set(cases) == EXPECTED_TESTS
+    assert set(cases) == HOSTAPP_UPDATE_TESTS
     assert not [name for name, case in cases.items() if case.find("skipped") is not None]
     props = {p.get("name"): p.get("value") for p in ET.parse(junit).getroot().iter("property")}
     assert props["hil.os_profile"] == "rauc"

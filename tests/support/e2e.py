@@ -74,4 +74,18 @@ def write_rig(tmp: Path, name: str, boot_timeout: float) -> Path:
     return path
 
 
+# Every test of the hostapp-update suite, as JUnit names them: the same on every updater it runs on.
+HOSTAPP_UPDATE_TESTS = frozenset({
+    "test_update_lands_in_the_other_root_and_keeps_data_and_config",
+    "test_update_twice_returns_to_the_first_root",
+    "test_update_whose_health_check_fails_rolls_back",
+    "test_update_that_never_boots_rolls_back_and_a_good_update_then_lands",
+    "test_update_whose_kernel_panics_rolls_back",
+    "test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds[first-write]",
+    "test_power_loss_during_the_write_keeps_the_old_os_and_a_retry_succeeds[rewrite-of-a-pending-update]",
+    "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[other-compatible]",
+    "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[other-key]",
+    "test_bundle_that_does_not_fit_is_refused_and_changes_nothing[truncated]",
+})  # fmt: skip
+
 qemu = pytest.mark.qemu
