@@ -26,7 +26,7 @@ from hil.images.builders.reference import FLASHER_MARKER
 from hil.images.partitions import Partition
 from hil.lab.rig import load_rig
 from hil.util.workdir import make_workdir
-from tests.unit.test_qemu_process import Host, _new_root, in_thread, until
+from tests.support.fakes.qemu_host import Host, in_thread, install, new_root, until
 
 GIB = 1 << 30
 PLACE = ConfigPlace(1, "/config.json")  # the reference profile's: config.json on partition 1
@@ -135,7 +135,7 @@ def test_a_flasher_on_a_board_without_an_internal_disk_is_refused_in_one_line(
 def test_a_flasher_gets_an_empty_internal_disk_and_its_installer_hils_config(
     flasher_image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(DiskSets, "new_root", _new_root)
+    monkeypatch.setattr(DiskSets, "new_root", new_root)
     sets = DiskSets(tmp_path / "board", tmp_path / "vars")
     made = flash.prepare(sets, "q", flasher_image, {"hostname": "from-hil"}, PLACE, 8 * GIB)
     assert made.internal and made.installer is not None and made.disk is not None
@@ -147,7 +147,7 @@ def test_a_flasher_gets_an_empty_internal_disk_and_its_installer_hils_config(
 def test_any_other_image_is_written_onto_the_internal_disk(
     plain_image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(DiskSets, "new_root", _new_root)
+    monkeypatch.setattr(DiskSets, "new_root", new_root)
     sets = DiskSets(tmp_path / "board", tmp_path / "vars")
     made = flash.prepare(sets, "q", plain_image, {"hostname": "from-hil"}, PLACE, 8 * GIB)
     assert made.internal and made.installer is None and made.disk is not None
@@ -161,7 +161,7 @@ def test_any_other_image_is_written_onto_the_internal_disk(
 def test_an_image_larger_than_the_internal_disk_is_refused(
     plain_image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(DiskSets, "new_root", _new_root)
+    monkeypatch.setattr(DiskSets, "new_root", new_root)
     sets = DiskSets(tmp_path / "board", tmp_path / "vars")
     with pytest.raises(ImageError) as refused:
         flash.prepare(sets, "q", plain_image, {}, PLACE, 2 << 20)
@@ -174,12 +174,7 @@ def test_an_image_larger_than_the_internal_disk_is_refused(
 @pytest.fixture
 def host(monkeypatch: pytest.MonkeyPatch) -> Host:
     """QEMU and its monitor faked; qemu-img, mtools and the disk images real."""
-    fake = Host()
-    monkeypatch.setattr(board_module, "spawn", fake.spawn)
-    monkeypatch.setattr(board_module, "QmpLink", fake.qmp)
-    monkeypatch.setattr(board_module, "tool", lambda name, package: name)
-    monkeypatch.setattr(DiskSets, "new_root", _new_root)
-    return fake
+    return install(monkeypatch)
 
 
 @pytest.fixture
