@@ -87,7 +87,9 @@ def update_plan(
     hil_suite_property("hil.update_base", str(plan.base))
     hil_suite_property("hil.update_base_sha256", image_sha256(plan.base))  # flashed on purpose; not judged
     hil_suite_property("hil.update_bundle", str(plan.bundle))
-    if plan.target_version:
+    # The run's OS version is the image under test's: the target when that image is the update (the
+    # reference flow); with bundles given, the image under test is the base, and its version stands.
+    if plan.target_version and plan.base != dut_image:
         hil_suite_property("hil.os_version", plan.target_version)
     return plan
 
