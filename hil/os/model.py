@@ -67,7 +67,6 @@ BundleRole = Literal[
 BUNDLE_ROLES: tuple[BundleRole, ...] = get_args(BundleRole)
 # The roles an updater must refuse before it writes anything, each with what its refusal says.
 RefusedRole = Literal["other-compatible", "other-key", "truncated"]
-REFUSED_ROLES: tuple[RefusedRole, ...] = get_args(RefusedRole)
 # How an update can be undone by the OS itself: the bootloader gave up on a slot that never came up
 # (altboot), or the booted update judged itself unhealthy (health; health_failed: it then also failed).
 RollbackKind = Literal["altboot", "health", "health_failed"]
