@@ -33,7 +33,7 @@ from hil.errors import HilError
 from hil.store.url import StoreUrl, default_sqlite_path, store_url
 
 # Alembic's head revision as a number; tests check that the two agree.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Serializes migrations (and any write that reads first) of one PostgreSQL database across processes.
 _PG_LOCK_MIGRATE = 0x68696C00  # "hil\0"

@@ -77,8 +77,10 @@ runs = Table(
     Column("junit_path", Text, nullable=False),
     Column("junit", LargeBinary, nullable=False),
     Column("junit_sha256", Text, nullable=False),
+    Column("build_tag", Text, nullable=False, server_default=""),  # the CI build that made it ($BUILD_TAG)
     Index("runs_by_device_type", "device_type", "id"),
     Index("runs_by_rig", "rig", "id"),
+    Index("runs_by_build_tag", "build_tag", "id"),
 )
 
 tests = Table(
@@ -122,4 +124,51 @@ running = Table(
     Column("pid", Integer, nullable=False),
     Column("rig", Text, nullable=False),
     Column("artifacts", Text, nullable=False),
+)
+
+# Every `hil rig check`, from whichever agent ran it: its verdict, why, and the console it saw (zlib).
+rig_checks = Table(
+    "rig_checks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rig", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("checked_at", Text, nullable=False),
+    Column("healthy", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("console", LargeBinary),
+    Index("rig_checks_by_rig", "rig", "id"),
+)
+
+# A mirror of who holds each rig's lease. The lease itself is an flock on the rig's host; its holder
+# refreshes heartbeat, and a row whose heartbeat is old is shown as stale, never as held.
+leases = Table(
+    "leases",
+    metadata,
+    Column("rig", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("holder", Text, nullable=False),
+    Column("since", Text, nullable=False),
+    Column("heartbeat", Text, nullable=False),
+)
+
+# A `hil faults run`: which suite caught which fault injected into an image; cells is JSON, one entry per
+# fault (its suite, outcome, the test that caught it and its first line of failure).
+fault_matrices = Table(
+    "fault_matrices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("started", Text, nullable=False),
+    Column("finished", Text, nullable=False),
+    Column("rig", Text, nullable=False),
+    Column("device_type", Text, nullable=False),
+    Column("image", Text, nullable=False),
+    Column("image_sha256", Text, nullable=False),
+    Column("os_profile", Text, nullable=False),
+    Column("control", Text, nullable=False),
+    Column("caught", Integer, nullable=False),
+    Column("applicable", Integer, nullable=False),
+    Column("cells", Text, nullable=False),
+    Index("fault_matrices_by_image", "image_sha256", "os_profile", "id"),
 )
