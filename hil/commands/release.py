@@ -7,8 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
+from hil.commands.runs import build_tag
 from hil.errors import HilError
-from hil.release.api import gate_release
+from hil.release.api import gate_release, recorded_runs
 from hil.release.balena_store import BalenaStore
 from hil.release.sqlite_store import SqliteStore
 from hil.release.store import ReleaseImage, ReleaseStore, checked_device_type, checked_version
@@ -57,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     gate.add_argument("--run", dest="runs", action="append", default=[], metavar="RUN",
                       help="a run recorded in the store (`hil runs list`): its JUnit file, as recorded, is "
                       "evidence like a results directory's (repeatable)")  # fmt: skip
+    gate.add_argument("--build-tag", type=build_tag, metavar="TAG",
+                      help="every run recorded in the store with this CI build tag ($BUILD_TAG) is evidence, "
+                      "as with --run")  # fmt: skip
     gate.add_argument("--policy", type=Path, help="gate policy (default: ./gate.yaml, else hil's gate.yaml)")
     gate.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
     gate.add_argument("--report-dir", type=Path, help="where summary.md/.html and evidence.json go")
@@ -145,10 +149,14 @@ def _gate(args: argparse.Namespace) -> int:
     from hil.release.policy import load_policy
     from hil.runs.store import RunStore
 
-    if not args.results and not args.runs:
-        raise HilError("give the evidence: --results DIR ... and/or --run RUN (a run recorded in the store)")
+    if not args.results and not args.runs and not args.build_tag:
+        raise HilError(
+            "give the evidence: --results DIR, --run RUN and/or --build-tag TAG (runs recorded in the store)"
+        )
     store = _store(args)
-    runs = [RunStore(args.store).junit(run) for run in args.runs]
+    runs = (
+        recorded_runs(RunStore(args.store), args.runs, args.build_tag) if args.runs or args.build_tag else []
+    )
     images = {}
     if args.images:
         release = store.get(args.release_id)
@@ -164,6 +172,7 @@ def _gate(args: argparse.Namespace) -> int:
         report_dir=args.report_dir,
         images=images,
         runs=runs,
+        build_tag=args.build_tag,
     )
     print(result.text)
     return result.exit_code

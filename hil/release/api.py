@@ -25,6 +25,7 @@ from hil.release.store import (
     FINAL,
     INVALIDATED,
     NOT_FINALIZED,
+    DecisionInterrupted,
     Release,
     ReleaseImage,
     ReleaseStore,
@@ -90,9 +91,10 @@ def gate_release(
     images: dict[str, ReleaseImage] | None = None,
     session_status: int | None = None,
     runs: list[RecordedJunit] | None = None,
+    build_tag: str | None = None,
 ) -> GateResult:
-    """Decide on `release_id` from the result dirs and recorded `runs`; finalize it only when every
-    required cell passed.
+    """Decide on `release_id` from the result dirs and recorded `runs` (the CI build `build_tag`'s, when
+    found by it); finalize it only when every required cell passed.
 
     `images` are images named at the gate (device type -> image): they must be the ones the release
     records, and they name the image of a release that records none (balena's). `session_status` is
@@ -117,6 +119,7 @@ def gate_release(
         "results": {
             "dirs": [str(d) for d in results],
             "runs": [r.source for r in runs or ()],
+            "build_tag": build_tag,
             "files": found.files,
         },
         "decision": decision.as_dict(),
@@ -127,12 +130,28 @@ def gate_release(
     plots = boot_plots(store, decision.device_types)
     # Reports first: a decision that cannot be written down must not change the store.
     _write_before_acting(out_dir, release, decision, DRY_RUN if dry_run else PENDING, evidence, plots)
-    outcome = DRY_RUN if dry_run else _act(store, release, decision, evidence)
+    outcome = DRY_RUN if dry_run else _act_reported(store, release, decision, evidence, out_dir, plots)
     evidence["outcome"] = outcome
     warning = _write_after_acting(out_dir, decision, outcome, evidence, plots)
     return GateResult(
         decision=decision, outcome=outcome, evidence=evidence, report_dir=out_dir, warning=warning
     )
+
+
+def recorded_runs(
+    store: RunStore, run_ids: Sequence[str], build_tag: str | None = None
+) -> list[RecordedJunit]:
+    """The recorded JUnit files a gate judges: the runs named by id (`--run`), and every run of the CI
+    build `build_tag` (`--build-tag`), each once. A tag that names no run refuses: a build with no
+    recorded run has nothing to pass on."""
+    ids = list(dict.fromkeys(run_ids))
+    if build_tag is not None:
+        tagged = store.tagged(build_tag)
+        if not tagged:
+            raise GateRefused(f"build tag {build_tag} names no run recorded in {store.where}: there is "
+                              f"nothing to judge (see `hil runs list --build-tag {build_tag}`)")  # fmt: skip
+        ids += [run_id for run_id in tagged if run_id not in ids]
+    return [store.junit(run_id) for run_id in ids]
 
 
 def _subject(release: Release, policy: Policy, images: dict[str, ReleaseImage]) -> Subject:
@@ -179,11 +198,25 @@ def _write_after_acting(
     return ""
 
 
+def _act_reported(
+    store: ReleaseStore, release: Release, decision: Decision, evidence: dict, out_dir: Path, plots: list[str]
+) -> str:
+    """_act; when the store's connection drops meanwhile, the report says the release was left as it was
+    (it must not go on saying "finalizing") and the error goes on to the caller."""
+    try:
+        return _act(store, release, decision, evidence)
+    except DecisionInterrupted as exc:
+        _write_after_acting(out_dir, decision, f"{NOT_FINALIZED}: {exc}", evidence, plots)
+        raise
+
+
 def _act(store: ReleaseStore, release: Release, decision: Decision, evidence: dict) -> str:
     """Finalize on passing evidence, else record the refusal; what the store did."""
     if decision.passed:
         try:
             return store.finalize(release.id, evidence)
+        except DecisionInterrupted:  # nothing to record: the store is not answering
+            raise
         except HilError as exc:
             # Passing evidence, but the store said no (API error, invalidated meanwhile): it stays draft.
             outcome = f"{NOT_FINALIZED}: {exc}"

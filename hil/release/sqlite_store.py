@@ -18,13 +18,14 @@ from hil.release.store import (
     FINAL,
     FINALIZED,
     INVALIDATED,
+    DecisionInterrupted,
     Release,
     ReleaseImage,
     checked_device_type,
     checked_version,
     release_id,
 )
-from hil.store.db import Database
+from hil.store.db import Database, StoreConnectionError
 from hil.store.db import default_store_path as default_store_path  # where it always was
 from hil.store.schema import decisions, releases
 from hil.store.url import StoreUrl
@@ -103,7 +104,14 @@ class SqliteStore:
     def finalize(self, release_id: str, evidence: dict) -> str:
         """Draft -> final with the evidence, in one transaction: one conditional update (final only if
         still a draft), so of concurrent gates exactly one finalizes. Every other is told ALREADY_FINAL,
-        with who finalized it and when; an invalidated release refuses."""
+        with who finalized it and when; an invalidated release refuses. A connection that drops meanwhile
+        is DecisionInterrupted: the transaction never committed, so the release is as it was."""
+        try:
+            return self._finalize(release_id, evidence)
+        except StoreConnectionError as exc:
+            raise _interrupted(release_id, exc) from None
+
+    def _finalize(self, release_id: str, evidence: dict) -> str:
         with self._transaction() as db:
             release = self._get(db, release_id)
             finalized = db.execute(
@@ -122,9 +130,12 @@ class SqliteStore:
             return outcome
 
     def record(self, release_id: str, evidence: dict) -> None:
-        """Keep the evidence of a decision that did not finalize."""
-        with self._transaction() as db:
-            self._insert(db, self._get(db, release_id).id, evidence)
+        """Keep the evidence of a decision that did not finalize (DecisionInterrupted as finalize)."""
+        try:
+            with self._transaction() as db:
+                self._insert(db, self._get(db, release_id).id, evidence)
+        except StoreConnectionError as exc:
+            raise _interrupted(release_id, exc) from None
 
     def evidence(self, release_id: str) -> list[dict]:
         """Every recorded decision for the release, oldest first."""
@@ -160,6 +171,20 @@ class SqliteStore:
                 evidence=json.dumps(evidence, sort_keys=True),
             )
         )
+
+
+def _interrupted(release_id: str, exc: StoreConnectionError) -> DecisionInterrupted:
+    """The one line for a connection that dropped while deciding: before COMMIT the server rolled the
+    transaction back; during it, only the store can say whether it committed."""
+    if exc.committing:
+        return DecisionInterrupted(
+            f"the store connection dropped while committing the decision on release {release_id}: it may or "
+            f"may not be final ({exc.why}); `hil release show {release_id}` says which; run the gate again"
+        )
+    return DecisionInterrupted(
+        f"the store connection dropped while deciding release {release_id}: the release is unchanged "
+        f"({exc.why}); run the gate again"
+    )
 
 
 def _already_final(release: Release) -> str:

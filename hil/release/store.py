@@ -21,6 +21,11 @@ _DEVICE_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _VERSION = re.compile(r"[!-~](?:[ -~]{0,126}[!-~])?")
 
 
+class DecisionInterrupted(HilError):
+    """The store's connection dropped while a gate was deciding: the release is as it was (or, when the
+    drop came as the decision was committed, the store must be asked), and the gate can run again."""
+
+
 @dataclass(frozen=True)
 class ReleaseImage:
     """The image a release ships for one device type: its content hash, and where it was read."""

@@ -70,6 +70,7 @@ class Run:
     junit_sha256: str
     boot_seconds: float | None = None
     id: int = 0  # the store's row number, once recorded
+    build_tag: str = ""  # the CI build that made it (--hil-build-tag, else $BUILD_TAG), or ""
 
     def count(self, outcome: str) -> int:
         """How many tests ended `outcome` (failed counts errors too)."""
@@ -120,6 +121,7 @@ class RunSummary:
     boot_seconds: float | None
     boot_phases: dict[str, float]
     suites: dict[str, float]  # suite -> seconds its tests took
+    build_tag: str = ""  # the CI build that made it, or ""
 
     @property
     def total(self) -> int:

@@ -40,6 +40,7 @@ class SessionInfo:
     artifacts: Path
     image: str = ""
     allure: str = ""
+    build_tag: str = ""  # the CI build this session belongs to ($BUILD_TAG under Jenkins)
 
 
 def run_from_junit(junit: Path, info: SessionInfo) -> tuple[Run, bytes]:
@@ -82,6 +83,7 @@ def run_from_junit(junit: Path, info: SessionInfo) -> tuple[Run, bytes]:
         junit_path=str(junit.resolve()),
         junit_sha256=sha,
         boot_seconds=boot,
+        build_tag=info.build_tag,
     )
     return run, data
 

@@ -2,7 +2,8 @@
 session, read by `hil runs`, the gate and the dashboard.
 
 Each run is written in one transaction (its row, its tests, the per-image test tallies, and the end of
-its "running" mark), so two sessions recording at once both land whole. Reads take no write lock.
+its "running" mark), so two sessions recording at once both land whole, and a run id lands once. Reads
+take no write lock.
 """
 
 from __future__ import annotations
@@ -22,17 +23,25 @@ from sqlalchemy.exc import IntegrityError
 from hil.errors import HilError
 from hil.results.model import PASSED, SKIPPED, RecordedJunit
 from hil.runs.model import Run, RunFacts, RunSummary, TestResult
-from hil.store.db import Database
+from hil.store.db import Database, with_retries
 from hil.store.schema import running, runs, test_stats, tests
 from hil.store.url import StoreUrl
 
 _SUMMARY = [
     runs.c.id, runs.c.run_id, runs.c.started, runs.c.finished, runs.c.rig, runs.c.device_type, runs.c.image,
     runs.c.image_sha256, runs.c.os_version, runs.c.os_profile, runs.c.exitstatus, runs.c.passed,
-    runs.c.failed, runs.c.skipped, runs.c.seconds, runs.c.boot_seconds, runs.c.facts,
+    runs.c.failed, runs.c.skipped, runs.c.seconds, runs.c.boot_seconds, runs.c.facts, runs.c.build_tag,
 ]  # fmt: skip
 _TEST = [tests.c.suite, tests.c.test, tests.c.name, tests.c.outcome, tests.c.seconds, tests.c.message,
          tests.c.details]  # fmt: skip
+
+
+class AlreadyRecorded(HilError):
+    """The run id is recorded already; `same` says whether with the same JUnit file (by its hash)."""
+
+    def __init__(self, run_id: str, where: str, same: bool) -> None:
+        super().__init__(f"run {run_id} is already recorded in {where}")
+        self.run_id, self.same = run_id, same
 
 
 @dataclass(frozen=True)
@@ -96,54 +105,79 @@ class RunStore:
             upsert = _insert_for(db)(running).values(**values)
             db.execute(upsert.on_conflict_do_update(index_elements=["run_id"], set_=values))
 
-    def record(self, run: Run, junit: bytes) -> int:
-        """Keep `run` and its JUnit file's bytes; its row number. A run id is recorded once."""
+    def record(self, run: Run, junit: bytes, *, retry_for: float = 0.0) -> int:
+        """Keep `run` and its JUnit file's bytes; its row number. A run id is recorded once (AlreadyRecorded
+        after). A failing connection (a server restarting) is tried again for up to `retry_for` seconds,
+        then StoreConnectionError; a retry that finds the run there with its JUnit hash is the earlier try
+        having committed as the connection dropped."""
+        return with_retries(lambda n: self._record(run, junit, retried=n > 0), retry_for)
+
+    def _record(self, run: Run, junit: bytes, *, retried: bool) -> int:
         suites: dict[str, float] = {}
         for t in run.tests:
             suites[t.suite] = suites.get(t.suite, 0.0) + t.seconds
         facts = {**asdict(run.facts), "suites": suites}
-        try:
-            with self.db.transaction() as db:
-                if db.execute(select(runs.c.id).where(runs.c.run_id == run.run_id)).first():
-                    raise HilError(f"run {run.run_id} is already recorded in {self.where}")
+        with self.db.transaction() as db:
+            found = db.execute(
+                select(runs.c.id, runs.c.junit_sha256).where(runs.c.run_id == run.run_id)
+            ).first()
+            if found and retried and found.junit_sha256 == run.junit_sha256:
+                return int(found.id)
+            if found:
+                raise AlreadyRecorded(run.run_id, self.where, found.junit_sha256 == run.junit_sha256)
+            try:
                 key = db.execute(insert(runs).values(
                     run_id=run.run_id, started=run.started, finished=run.finished, rig=run.rig,
                     device_type=run.device_type, image=run.image, image_sha256=run.image_sha256,
                     os_version=run.os_version, os_profile=run.os_profile, exitstatus=run.exitstatus,
                     passed=run.passed, failed=run.failed, skipped=run.skipped, seconds=run.seconds,
                     boot_seconds=run.boot_seconds, facts=json.dumps(facts), junit_path=run.junit_path,
-                    junit=zlib.compress(junit, 6), junit_sha256=run.junit_sha256,
+                    junit=zlib.compress(junit, 6), junit_sha256=run.junit_sha256, build_tag=run.build_tag,
                 )).inserted_primary_key  # fmt: skip
-                assert key is not None
-                run_row = int(key[0])
-                if run.tests:
-                    db.execute(insert(tests), [
-                        {"run": run_row, "suite": t.suite, "test": t.test, "name": t.name,
-                         "outcome": t.outcome, "seconds": t.seconds, "message": t.message,
-                         "details": _details(t)}
-                        for t in run.tests
-                    ])  # fmt: skip
-                if run.image_sha256 and run.tests:  # a session that flashed no image says nothing about one
-                    _tally(db, run, run_row)
-                db.execute(delete(running).where(running.c.run_id == run.run_id))
-                return run_row
-        except IntegrityError:  # another session recorded the same run id meanwhile (PostgreSQL)
-            raise HilError(f"run {run.run_id} is already recorded in {self.where}") from None
+            except IntegrityError:  # another session recorded the same run id meanwhile (PostgreSQL)
+                raise AlreadyRecorded(run.run_id, self.where, False) from None
+            assert key is not None
+            run_row = int(key[0])
+            if run.tests:
+                db.execute(insert(tests), [
+                    {"run": run_row, "suite": t.suite, "test": t.test, "name": t.name,
+                     "outcome": t.outcome, "seconds": t.seconds, "message": t.message,
+                     "details": _details(t)}
+                    for t in run.tests
+                ])  # fmt: skip
+            if run.image_sha256 and run.tests:  # a session that flashed no image says nothing about one
+                _tally(db, run, run_row)
+            db.execute(delete(running).where(running.c.run_id == run.run_id))
+            return run_row
 
     def runs(
-        self, *, limit: int = 50, offset: int = 0, device_type: str | None = None, rig: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        device_type: str | None = None,
+        rig: str | None = None,
+        build_tag: str | None = None,
     ) -> list[RunSummary]:
-        """Recorded runs, newest first, optionally of one device type or rig."""
-        query = select(*_SUMMARY).where(*_filters(device_type, rig))
+        """Recorded runs, newest first, optionally of one device type, rig or CI build tag."""
+        query = select(*_SUMMARY).where(*_filters(device_type, rig, build_tag))
         with self.db.transaction(read_only=True) as db:
             rows = db.execute(query.order_by(runs.c.id.desc()).limit(limit).offset(offset)).mappings().all()
         return [_summary(row) for row in rows]
 
-    def count(self, device_type: str | None = None, rig: str | None = None) -> int:
-        """How many runs are recorded (of one device type or rig)."""
+    def count(
+        self, device_type: str | None = None, rig: str | None = None, build_tag: str | None = None
+    ) -> int:
+        """How many runs are recorded (of one device type, rig or CI build tag)."""
         with self.db.transaction(read_only=True) as db:
-            query = select(func.count()).select_from(runs).where(*_filters(device_type, rig))
+            query = select(func.count()).select_from(runs).where(*_filters(device_type, rig, build_tag))
             return int(db.execute(query).scalar_one())
+
+    def tagged(self, build_tag: str) -> list[str]:
+        """The run ids recorded with the CI build tag, oldest first: the runs a gate judges for a build."""
+        query = select(runs.c.run_id).where(runs.c.build_tag == build_tag).order_by(runs.c.id)
+        with self.db.transaction(read_only=True) as db:
+            return list(db.execute(query).scalars())
 
     def device_types(self) -> list[str]:
         """Every device type a run was recorded for."""
@@ -167,6 +201,7 @@ class RunStore:
             exitstatus=row["exitstatus"], tests=tuple(_test(t) for t in test_rows),
             facts=RunFacts(**fact_fields),
             junit_path=row["junit_path"], junit_sha256=row["junit_sha256"], boot_seconds=row["boot_seconds"],
+            build_tag=row["build_tag"],
         )  # fmt: skip
 
     def junit(self, run_id: str) -> RecordedJunit:
@@ -264,8 +299,9 @@ def _find(db: Connection, run_id: str, where: str) -> RowMapping:
     return row
 
 
-def _filters(device_type: str | None, rig: str | None) -> list[Any]:
-    return [c == v for c, v in ((runs.c.device_type, device_type), (runs.c.rig, rig)) if v]
+def _filters(device_type: str | None, rig: str | None, build_tag: str | None = None) -> list[Any]:
+    given = ((runs.c.device_type, device_type), (runs.c.rig, rig), (runs.c.build_tag, build_tag))
+    return [c == v for c, v in given if v]
 
 
 def _details(test: TestResult) -> str:
@@ -293,5 +329,5 @@ def _summary(row: RowMapping) -> RunSummary:
         os_version=row["os_version"], os_profile=row["os_profile"], exitstatus=row["exitstatus"],
         passed=row["passed"], failed=row["failed"], skipped=row["skipped"], seconds=row["seconds"],
         boot_seconds=row["boot_seconds"], boot_phases=facts.get("boot_phases", {}),
-        suites=facts.get("suites", {}),
+        suites=facts.get("suites", {}), build_tag=row["build_tag"],
     )  # fmt: skip

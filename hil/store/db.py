@@ -12,21 +12,28 @@ Every write transaction on sqlite is `BEGIN IMMEDIATE` (SQLAlchemy's pysqlite dr
 deferred BEGIN, or none): it takes the write lock first, so a second writer waits, then sees the first's
 commit. On PostgreSQL a transaction is READ COMMITTED; what must happen once (finalizing) is one
 conditional UPDATE, which a concurrent transaction waits on and then re-checks.
+
+A failure of the connection itself (refused, dropped, the server restarting: a driver OperationalError,
+or any error that invalidated the connection) is a StoreConnectionError, apart from the store refusing
+what was asked: a caller may retry it (`with_retries`), or keep what it meant to write. A PostgreSQL pool
+pings a connection before handing it out, so a restarted server costs a reconnect, not a failure.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from hil.errors import HilError
@@ -39,6 +46,20 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_LOCK_MIGRATE = 0x68696C00  # "hil\0"
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
+# How long a write that must not be lost retries a failing connection, by default (a server restart).
+RETRY_SECONDS = 30.0
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class StoreConnectionError(HilError):
+    """The store could not be reached, or the connection dropped: worth retrying. `where` is the store as
+    shown (masked), `why` the driver's words; `committing` says the drop came at COMMIT, when the server may
+    have committed without saying so."""
+
+    def __init__(self, message: str, where: str, why: str, committing: bool = False) -> None:
+        super().__init__(message)
+        self.where, self.why, self.committing = where, why, committing
 
 
 def default_store_path() -> Path:
@@ -73,28 +94,41 @@ class Database:
     def transaction(self, read_only: bool = False) -> Iterator[Connection]:
         """One transaction, committed when the block ends, rolled back when it raises. sqlite: BEGIN
         IMMEDIATE takes the write lock first. A read-only transaction cannot write (sqlite's query_only,
-        PostgreSQL's READ ONLY) and does not hold up writers. A database error is a one-line HilError."""
+        PostgreSQL's READ ONLY) and does not hold up writers. A database error is a one-line HilError; a
+        failed connection a StoreConnectionError."""
         try:
             conn = self.engine.connect()
         except DBAPIError as exc:
-            raise HilError(f"release store {self.where} is not a usable release store ({why(exc)})") from None
+            raise self._unusable(exc) from None
         with conn:
             conn.execution_options(hil_read_only=read_only)
             try:
                 trans = conn.begin()
             except DBAPIError as exc:
-                raise HilError(
-                    f"release store {self.where} is not a usable release store ({why(exc)})"
-                ) from None
+                raise self._unusable(exc) from None
+            committing = False
             try:
                 yield conn
+                committing = True
                 trans.commit()
             except DBAPIError as exc:
                 _rollback(conn)
+                if connection_failed(exc):
+                    message = f"store {self.where}: the connection dropped ({why(exc)})"
+                    raise StoreConnectionError(message, self.where, why(exc), committing) from None
                 raise HilError(f"release store {self.where}: {why(exc)}") from None
             except BaseException:
                 _rollback(conn)
                 raise
+
+    def _unusable(self, exc: DBAPIError) -> HilError:
+        """The error for a store that could not be connected to, or began no transaction."""
+        message = f"release store {self.where} is not a usable release store ({why(exc)})"
+        return (
+            StoreConnectionError(message, self.where, why(exc))
+            if connection_failed(exc)
+            else HilError(message)
+        )
 
     def serialize(self, db: Connection, key: int) -> None:
         """Make this write transaction the only one holding `key` until it ends: a PostgreSQL advisory
@@ -109,6 +143,29 @@ def why(exc: SQLAlchemyError) -> str:
     return " ".join(str(orig).split()) or type(orig).__name__
 
 
+def connection_failed(exc: DBAPIError) -> bool:
+    """Whether a database error is the connection's (refused, dropped, a server restarting or shutting
+    down), not the store refusing the statement: the driver's OperationalError, or an invalidated
+    connection."""
+    return isinstance(exc, OperationalError) or bool(exc.connection_invalidated)
+
+
+def with_retries(attempt: Callable[[int], _T], seconds: float = RETRY_SECONDS) -> _T:
+    """attempt(n) for n = 0, 1, ... until it does not fail with a StoreConnectionError, waiting 0.5 s,
+    1 s, 2 s ... (at most 8 s) between tries, for at most `seconds` of waiting; then the last error."""
+    deadline = time.monotonic() + seconds
+    delay, n = 0.5, 0
+    while True:
+        try:
+            return attempt(n)
+        except StoreConnectionError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            _log.info("%s; trying again in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay, n = min(delay * 2, 8.0), n + 1
+
+
 def _rollback(conn: Connection) -> None:
     # A connection that dropped cannot roll back; the server ends its transaction without committing.
     with suppress(SQLAlchemyError):
@@ -117,7 +174,8 @@ def _rollback(conn: Connection) -> None:
 
 def _engine(url: StoreUrl) -> Engine:
     """One engine per store per process: sqlite opens the file per transaction (as sqlite3 did); a
-    PostgreSQL keeps a small pool, checked before use so a server restart costs one reconnect."""
+    PostgreSQL keeps a small pool whose connections are pinged before use (pool_pre_ping): one a server
+    restart killed is replaced, never handed out."""
     key = url.url.render_as_string(hide_password=False)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)

@@ -35,11 +35,34 @@ def postgres_bin() -> Path:
 
 
 class PostgresServer:
-    """A running throwaway server: its socket directory, and databases made on it."""
+    """A running throwaway server: its socket directory, and databases made on it; it can be stopped,
+    started and restarted in place (same data, same socket), as a lab's server is by its admin."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ctl: list[str] | None = None, options: str = "") -> None:
         self.root = root
         self._names = itertools.count(1)
+        self._ctl = ctl or []  # pg_ctl with its data directory and log, as the server's user
+        self._options = options
+
+    def _pg_ctl(self, *argv: str) -> None:
+        subprocess.run([*self._ctl, *argv], check=True, capture_output=True, text=True, timeout=120)
+
+    def restart(self) -> None:
+        """pg_ctl restart (fast: every connection is ended), waiting until it accepts connections again."""
+        self._pg_ctl("-m", "fast", "-o", self._options, "-w", "-t", "60", "restart")
+
+    def stop(self) -> None:
+        """Stop the server (fast: every connection is ended); start() brings it back."""
+        self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
+
+    def start(self) -> None:
+        """Start the stopped server again, waiting until it accepts connections."""
+        self._pg_ctl("-o", self._options, "-w", "-t", "60", "start")
+
+    def admin(self) -> psycopg.Connection:
+        """A superuser connection to the server's `postgres` database (autocommit), for what a test does
+        behind the store's back."""
+        return self._admin()
 
     def url(self, database: str = "postgres") -> str:
         """A store URL for `database` on this server (over its Unix socket)."""
@@ -88,7 +111,9 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL did not start: {exc.stderr}{exc.stdout}{shown}") from None
     try:
-        yield PostgresServer(root)
+        yield PostgresServer(
+            root, [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log)], options
+        )
     finally:
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True, timeout=60, check=False)  # fmt: skip

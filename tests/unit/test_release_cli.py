@@ -14,6 +14,8 @@ from hil.commands.release import add_parser
 from hil.errors import HilError, RigConfigError
 from hil.images.hash import image_sha256
 from hil.release import catalog
+from hil.runs.record import SessionInfo, run_from_junit
+from hil.runs.store import RunStore
 from tests.support.release_samples import SUITES, case_id, catalog_of, write_image, write_junit
 
 
@@ -210,3 +212,43 @@ def test_an_unwritable_report_dir_is_one_line_and_changes_nothing(
     assert len(err.splitlines()) == 1 and "release 1 was left as it was" in err
     hil("release", "show", "1")
     assert "status draft" in capsys.readouterr().out
+
+
+# One lab, many agents: a gate judges the runs a CI build recorded in the shared store, by its build tag.
+
+
+def record_run(tmp_path: Path, run_id: str, build_tag: str, **junit: object) -> None:
+    path = write_junit(tmp_path / "runs" / run_id / "junit.xml", run_id=run_id, **junit)  # type: ignore[arg-type]
+    info = SessionInfo(run_id, "", "qemux86-64-1", "qemux86-64", path.parent, build_tag=build_tag)
+    RunStore().record(*run_from_junit(path, info))
+
+
+def test_gate_build_tag_judges_the_runs_of_that_build_and_refuses_a_tag_with_none(
+    tmp_path: Path, image: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sha = image_sha256(image)
+    failing = case_id("boot", "test_ssh_answers")
+    record_run(tmp_path, "older", "jenkins-hil-41", image_sha256=sha, outcomes={failing: "failed"})
+    record_run(tmp_path, "ours", "jenkins-hil-42", image_sha256=sha)
+    hil("release", "create", "--version", "1.2.0", "--device-type", "qemux86-64", "--image", str(image))
+    capsys.readouterr()
+
+    assert main(["release", "gate", "1", "--build-tag", "jenkins-hil-99"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "build tag jenkins-hil-99 names no run recorded in" in err, err
+    assert hil("release", "gate", "1", "--build-tag", "jenkins-hil-41", "--dry-run") == 1
+    assert f"{failing} failed" in capsys.readouterr().out
+
+    assert hil("release", "gate", "1", "--build-tag", "jenkins-hil-42") == 0
+    assert "release 1 (version 1.2.0): FINAL; store: finalized" in capsys.readouterr().out
+    hil("release", "evidence", "1")
+    (decision,) = json.loads(capsys.readouterr().out)
+    assert decision["results"]["build_tag"] == "jenkins-hil-42"
+    assert [run.split(" ")[1] for run in decision["results"]["runs"]] == ["ours"]
+
+    assert main(["runs", "list", "--build-tag", "jenkins-hil-42"]) == 0
+    listed = capsys.readouterr().out
+    assert "ours" in listed and "older" not in listed
+    with pytest.raises(SystemExit):
+        main(["release", "gate", "1", "--build-tag", " "])
+    assert "a build tag is not empty" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from hil.release.sqlite_store import SqliteStore
 from hil.results.read import read_results
 from hil.runs.phases import boot_phases, kernel_seconds
 from hil.runs.record import SessionInfo, run_from_junit
-from hil.runs.store import RunStore
+from hil.runs.store import AlreadyRecorded, RunStore
 from hil.store.db import SCHEMA_VERSION
 from hil.store.schema import runs, test_stats, tests
 from tests.support.release_samples import IMAGE_SHA256, case_id, write_junit
@@ -31,9 +31,11 @@ INSERT INTO releases VALUES (1, '1.1.0', '["qemux86-64"]', 'final', '2026-01-01T
 """
 
 
-def record(store: RunStore, folder: Path, run_id: str, **junit: object) -> int:
+def record(store: RunStore, folder: Path, run_id: str, build_tag: str = "", **junit: object) -> int:
     path = write_junit(folder / run_id / "junit.xml", run_id=run_id, **junit)  # type: ignore[arg-type]
-    info = SessionInfo(run_id, "2026-11-22T06:00:00+00:00", "qemux86-64-1", "qemux86-64", path.parent)
+    info = SessionInfo(
+        run_id, "2026-11-22T06:00:00+00:00", "qemux86-64-1", "qemux86-64", path.parent, build_tag=build_tag
+    )
     return store.record(*run_from_junit(path, info))
 
 
@@ -68,8 +70,41 @@ def test_a_run_keeps_each_tests_outcome_duration_reason_and_boot_time(tmp_path: 
     test = next(t for t in run.tests if t.test == "test_boot::test_ssh_answers")
     assert (test.outcome, test.seconds, test.message) == ("failed", 1.5, "AssertionError: assert 1 == 0")
     assert (run.passed, run.failed, run.skipped) == (13, 1, 0)
-    with pytest.raises(HilError, match="run r1 is already recorded"):
+    with pytest.raises(AlreadyRecorded, match="run r1 is already recorded"):
         record(store, tmp_path / "again", "r1")
+
+
+def test_a_run_carries_its_ci_build_tag_and_runs_are_found_by_it(tmp_path: Path, store_url: str) -> None:
+    store = RunStore(store_url)
+    for run_id, tag in (
+        ("r1", "jenkins-hil-41"),
+        ("r2", "jenkins-hil-42"),
+        ("r3", ""),
+        ("r4", "jenkins-hil-42"),
+    ):
+        record(store, tmp_path, run_id, build_tag=tag)
+    assert store.get("r2").build_tag == "jenkins-hil-42" and store.get("r3").build_tag == ""
+    assert [r.run_id for r in store.runs(build_tag="jenkins-hil-42")] == ["r4", "r2"]
+    assert {r.run_id: r.build_tag for r in store.runs()}["r1"] == "jenkins-hil-41"
+    assert (store.count(build_tag="jenkins-hil-42"), store.count(build_tag="nope"), store.count()) == (
+        2,
+        0,
+        4,
+    )
+    assert store.tagged("jenkins-hil-42") == ["r2", "r4"] and store.tagged("nope") == []
+
+
+def test_a_recorded_run_pushed_again_with_another_junit_file_is_told_apart(
+    tmp_path: Path, store_url: str
+) -> None:
+    store = RunStore(store_url)
+    record(store, tmp_path, "r1")
+    with pytest.raises(AlreadyRecorded) as same:
+        record(store, tmp_path, "r1")  # the same file again
+    with pytest.raises(AlreadyRecorded) as other:
+        record(store, tmp_path / "other", "r1", outcomes={case_id("boot", "test_ssh_answers"): "failed"})
+    assert (same.value.same, other.value.same) == (True, False)
+    assert store.count() == 1
 
 
 def _record_many(path: str, folder: Path, prefix: str, count: int) -> None:
