@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from hil.errors import ImageError, ToolMissing
@@ -157,15 +160,39 @@ def _read(raw: Path, offset: int, fat: bool, path: PurePosixPath, what: str) -> 
 
 
 def read_file(disk: Path, number: int, path: str) -> bytes:
-    """The bytes of `path` in partition `number` of `disk`; ImageError when it is not there."""
+    """The bytes of `path` in partition `number` of `disk`, symbolic links followed within that file
+    system (/etc/os-release -> ../usr/lib/os-release); ImageError when it is not there."""
     part, where = partition_of(disk, number), _fs_path(path)
     with _raw_view(disk, part, write=False) as (raw, offset):
+        if not part.fat:
+            where = _resolve(raw, offset, where)
         return _read(raw, offset, part.fat, where, f"reading {where} from partition {number} of {disk}")
 
 
-def write_file(disk: Path, number: int, path: str, data: bytes) -> None:
+# A chain of links longer than this is a loop (Linux's own limit on links followed is 40).
+MAX_LINKS = 40
+_LINK = re.compile(r'Fast link dest: "(.*)"')
+
+
+def _resolve(raw: Path, offset: int, path: PurePosixPath) -> PurePosixPath:
+    """`path` with its last component's symbolic links followed (as the running OS would read it)."""
+    for _ in range(MAX_LINKS):
+        said = _stat_text(raw, offset, path)
+        kind = _STAT.search(said)
+        if kind is None or kind.group(1) != "symlink":
+            return path
+        link = _LINK.search(said)
+        if link is None:  # a slow link (a target of 60 bytes or more) keeps its target in a data block
+            target = _read(raw, offset, False, path, f"reading the link {path}").decode(errors="replace")
+        else:
+            target = link.group(1)
+        path = _fs_path(posixpath.normpath(posixpath.join(str(path.parent), target)))
+    raise ImageError(f"{path}: more than {MAX_LINKS} symbolic links (a loop)")
+
+
+def write_file(disk: Path, number: int, path: str, data: bytes, mode: int = 0o644) -> None:
     """Put `data` at `path` in partition `number` of `disk` (its directory must exist), replacing what was
-    there, and read it back."""
+    there, with permissions `mode` (ext only; FAT has none), and read it back."""
     part, where = partition_of(disk, number), _fs_path(path)
     what = f"writing {where} into partition {number} of {disk}"
     with (
@@ -174,6 +201,7 @@ def write_file(disk: Path, number: int, path: str, data: bytes) -> None:
     ):
         staged = Path(tmp) / "file"
         staged.write_bytes(data)
+        staged.chmod(mode)  # debugfs gives the new inode the staged file's mode
         if part.fat:
             _run([_tool("mcopy", "mtools"), "-o", "-i", f"{raw}@@{offset}", str(staged), f"::{where}"], what)
         else:
@@ -182,3 +210,66 @@ def write_file(disk: Path, number: int, path: str, data: bytes) -> None:
             _debugfs(raw, offset, commands, what, write=True)
         if _read(raw, offset, part.fat, where, f"reading back {where}") != data:
             raise ImageError(f"{what}: it does not read back as written")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a path in an ext filesystem is: its type (regular, directory, symlink, ...) and permissions."""
+
+    kind: str
+    mode: int
+
+
+_STAT = re.compile(r"Type: (\S+)\s+Mode:\s+([0-7]+)")
+
+
+def stat(disk: Path, number: int, path: str) -> Entry | None:
+    """The type and mode of `path` (`/` too) in the ext filesystem of partition `number`; None when it is
+    not there, or the partition holds no ext filesystem."""
+    part = partition_of(disk, number)
+    where = PurePosixPath("/") if path == "/" else _fs_path(path)
+    if part.fat:
+        raise ImageError(f"partition {number} of {disk} is FAT: it keeps no file types or modes")
+    with _raw_view(disk, part, write=False) as (raw, offset):
+        found = _STAT.search(_stat_text(raw, offset, where))
+    return Entry(found.group(1), int(found.group(2), 8)) if found else None
+
+
+def symlink(disk: Path, number: int, path: str, target: str) -> None:
+    """Make `path` in the ext filesystem of partition `number` a symbolic link to `target`, replacing what
+    was there (a systemd unit linked to /dev/null is masked)."""
+    part, where = partition_of(disk, number), _fs_path(path)
+    what = f"linking {where} to {target} in partition {number} of {disk}"
+    with _raw_view(disk, part, write=True) as (raw, offset):
+        _debugfs(raw, offset, [f'rm "{where}"', f'symlink "{where}" "{target}"'], what, write=True)
+    if stat(disk, number, path) != Entry("symlink", 0o777):
+        raise ImageError(f"{what}: it is not a link afterwards")
+
+
+def make_dirs(disk: Path, number: int, path: str) -> None:
+    """Make directory `path` and any missing parents in the ext filesystem of partition `number`."""
+    part, where = partition_of(disk, number), _fs_path(path)
+    missing = [d for d in [*reversed(where.parents[:-1]), where] if stat(disk, number, str(d)) is None]
+    if missing:
+        with _raw_view(disk, part, write=True) as (raw, offset):
+            commands = [f'mkdir "{d}"' for d in missing]
+            _debugfs(raw, offset, commands, f"making {where} in partition {number} of {disk}", write=True)
+    entry = stat(disk, number, path)
+    if entry is None or entry.kind != "directory":
+        raise ImageError(f"{where} in partition {number} of {disk} is not a directory")
+
+
+def remove(disk: Path, number: int, path: str) -> None:
+    """Remove the file `path` from the ext filesystem of partition `number`."""
+    part, where = partition_of(disk, number), _fs_path(path)
+    what = f"removing {where} from partition {number} of {disk}"
+    with _raw_view(disk, part, write=True) as (raw, offset):
+        _debugfs(raw, offset, [f'rm "{where}"'], what, write=True)
+    if stat(disk, number, path) is not None:
+        raise ImageError(f"{what}: it is still there")
+
+
+def _stat_text(raw: Path, offset: int, path: PurePosixPath) -> str:
+    """What debugfs says of `path` (its inode: type, mode, a fast link's target); "" when it is not there."""
+    args = [_tool("debugfs", "e2fsprogs"), "-R", f'stat "{path}"', f"{raw}?offset={offset}"]
+    return subprocess.run(args, capture_output=True, check=False).stdout.decode(errors="replace")
