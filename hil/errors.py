@@ -70,3 +70,7 @@ class LeaseError(HilError):
 
 class GateRefused(HilError):
     """The release gate refused to mark a release final."""
+
+
+class FaultError(HilError):
+    """A fault catalogue that cannot be read, or a fault run that cannot go on."""

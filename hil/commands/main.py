@@ -8,7 +8,7 @@ import logging
 import sys
 
 from hil import __version__
-from hil.errors import HilError, ImageError, RigConfigError, ToolMissing
+from hil.errors import FaultError, HilError, ImageError, RigConfigError, ToolMissing
 
 # Command modules, each with add_parser(subparsers); imported lazily so `hil --help` stays fast.
 COMMANDS = (
@@ -19,8 +19,9 @@ COMMANDS = (
     "hil.commands.release",
     "hil.commands.runs",
     "hil.commands.serve",
+    "hil.commands.faults",
 )
-USAGE_ERRORS = (RigConfigError, ToolMissing, ImageError)
+USAGE_ERRORS = (RigConfigError, ToolMissing, ImageError, FaultError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("paramiko", "qemu.qmp", "asyncio"):
+    for noisy in ("paramiko", "qemu.qmp", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     try:
         return int(args.func(args) or 0)

@@ -5,15 +5,13 @@ from __future__ import annotations
 # Start-up speed: each command imports what it runs inside its function, so `hil --help` loads none of it.
 import argparse
 import logging
-import os
 import sys
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
 
 from hil.lab.pool import POOL_PREFIX, lease_count, require_healthy, rig_for
-from hil.lab.rig import Rig
-from hil.lab.suites import suite_paths
+from hil.lab.suites import auto_boards, session_args, suite_paths
 
 log = logging.getLogger("hil.run")
 
@@ -59,16 +57,6 @@ def _boards(value: str) -> int | None:
     return int(value)
 
 
-def auto_boards(rig: Rig, leases: int, test_files: int) -> int:
-    """Boards for --boards auto: a QEMU board keeps a CPU core busy while it computes (TCG), and the
-    suites are spread by test file, so one board per core, at most the boards --rig can lease (`leases`:
-    one for NAME#I) and the test files."""
-    if rig.kind != "qemu":
-        return 1  # a physical rig is one board, and the twin stands for one
-    cores = len(os.sched_getaffinity(0))
-    return max(1, min(cores, leases, test_files))
-
-
 def _run(args: argparse.Namespace) -> int:
     import pytest
 
@@ -97,11 +85,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.device_type:
         extra += ["--device-type", args.device_type]
     status = pytest.main([
-        *map(str, suites), "--rig", args.rig, "--pool-wait", str(args.pool_wait), "--image", str(image),
-        "--hil-artifacts", str(artifacts), "--hil-record-run",  # for `hil runs`, `hil serve`
-        f"--junitxml={junit}", "-o", "junit_family=xunit1", f"--alluredir={artifacts / 'allure-results'}",
+        *session_args(list(map(str, suites)), rig=args.rig, image=image, artifacts=artifacts,
+                      pool_wait=args.pool_wait),
+        "--hil-record-run",  # for `hil runs`, `hil serve`
+        f"--alluredir={artifacts / 'allure-results'}",
         "--clean-alluredir",  # a reused artifacts dir must not mix another run's Allure results into this one
-        "-p", "no:cacheprovider", "-q", "--no-header", *extra,
+        *extra,
     ])  # fmt: skip
     print_table(junit)
     print(f"\nreports: {junit}\n         {artifacts / 'allure-results'} (allure serve ...)\n"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hil.errors import HilError
+from hil.lab.rig import Rig
 from hil.util.paths import project_dirs
 
 
@@ -20,3 +22,25 @@ def suite_paths(names: list[str] | None) -> list[Path]:
     if unknown:
         raise HilError(f"unknown suite {', '.join(unknown)}; known: {', '.join(available)}")
     return [available[n] for n in names]
+
+
+def session_args(
+    targets: list[str], *, rig: str, image: Path, artifacts: Path, pool_wait: float
+) -> list[str]:
+    """The pytest arguments of a session of hil's plugin: what to run (suite folders or test ids), the rig
+    and image, where its logs and JUnit file (`artifacts/junit.xml`) go."""
+    return [
+        *targets, "--rig", rig, "--pool-wait", str(pool_wait), "--image", str(image),
+        "--hil-artifacts", str(artifacts), f"--junitxml={artifacts / 'junit.xml'}",
+        "-o", "junit_family=xunit1", "-p", "no:cacheprovider", "-q", "--no-header",
+    ]  # fmt: skip
+
+
+def auto_boards(rig: Rig, leases: int, units: int) -> int:
+    """Boards for --boards auto: a QEMU board keeps a CPU core busy while it computes (TCG), so one board
+    per core, at most the boards the rig can lease (`leases`: one for NAME#I) and the units of work (test
+    files, faults); 1 on a physical rig, and on the twin that stands for one."""
+    if rig.kind != "qemu":
+        return 1
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, leases, units))

@@ -187,7 +187,10 @@ def _origin(lines: dict[KeyPath, int], path: KeyPath, where: Path) -> tuple[Path
 
 def _validate(data: dict[str, Any], origins: Origins, path: Path) -> OsProfile:
     origins = {(): (path, 1), **origins}
-    profile = yamlconf.validate(OsProfile, data, origins, path, RigConfigError)
+    # The profiles it is made of, itself first: what else a profile brings (its faults) follows the chain.
+    stems = [origin[0].stem for origin in origins.values() if origin[0] != path]
+    lineage = tuple(dict.fromkeys([str(data["name"]), *stems]))
+    profile = yamlconf.validate(OsProfile, {**data, "lineage": lineage}, origins, path, RigConfigError)
     key_file = profile.ssh.key_file
     if key_file is not None:
         # A key named in a file is relative to that file, as a user reading the file would expect.

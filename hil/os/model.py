@@ -327,6 +327,9 @@ class OsProfile(_Group):
     update: Update | None = Field(description="null: the OS has no A/B host OS updates")
     features: frozenset[DeclaredFeature] = frozenset()
     bounds: Bounds
+    lineage: tuple[str, ...] = Field(
+        (), description="set by the loader: this profile's name, then the profiles it extends"
+    )
 
     def has(self, feature: OsFeature) -> bool:
         """Whether the OS has `feature` (declared, or following from what the profile states)."""

@@ -1,7 +1,8 @@
 """The fixtures a suite uses: the leased rig, the image under test, and the DUT in the state a test needs.
 
 This is hil's public suite API, the same for hil's suites and a user's in another repository:
-`rig`, `dut_image`, `hil_artifacts`, `hil_suite_property`, `update_bundle`, `update_bundles`, `hil_dut`
+`rig`, `dut_image`, `hil_artifacts`, `hil_suite_property`, `update_bundle`, `update_bundles`,
+`bundle_swaps`, `hil_dut`
 (the session's DUT, flashed, not necessarily booted), `dut` (booted: console and SSH), `console_dut`
 (booted to a console login, no SSH needed), `fresh_dut` (reflashed and booted) and `reflash_dut`
 (a module-scoped factory: flash with extra config.json, or another image, and boot;
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -25,6 +26,7 @@ from hil.images.hash import image_sha256
 from hil.lab.bundles import Bundles, bundles_beside, load_bundles
 from hil.lab.pool import lease_rig
 from hil.lab.rig import Rig
+from hil.os.model import BUNDLE_ROLES, BundleRole
 from hil.pytestplugin.session import RUN
 from hil.pytestplugin.xdist import suite_property_recorder, worker_id
 
@@ -81,6 +83,20 @@ def update_bundles(pytestconfig: pytest.Config, dut_image: Path) -> Bundles:
         return load_bundles(path)
     except HilError as exc:
         pytest.fail(f"update bundles: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def bundle_swaps(pytestconfig: pytest.Config) -> dict[BundleRole, BundleRole]:
+    """Role -> the role whose bundle plays it (--bundle-swap); a role outside the closed set is an error."""
+    swaps: dict[BundleRole, BundleRole] = {}
+    for text in pytestconfig.getoption("bundle_swap"):
+        role, _, other = text.partition("=")
+        if role not in BUNDLE_ROLES or other not in BUNDLE_ROLES:
+            pytest.fail(
+                f"--bundle-swap {text}: ROLE=OTHER, each one of {', '.join(BUNDLE_ROLES)}", pytrace=False
+            )
+        swaps[cast(BundleRole, role)] = cast(BundleRole, other)
+    return swaps
 
 
 @pytest.fixture(scope="session")

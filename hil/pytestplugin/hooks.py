@@ -97,6 +97,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "other-compatible, other-key, truncated) for the hostapp_update suite; good may stand for "
         "--update-bundle. A role it does not name skips its test, naming the role",
     )
+    group.addoption(
+        "--bundle-swap",
+        action="append",
+        default=[],
+        metavar="ROLE=OTHER",
+        help="install the bundle of role OTHER wherever the hostapp_update suite installs ROLE's (`hil "
+        "faults` ships a broken update this way: good=kernel-panics)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

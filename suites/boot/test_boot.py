@@ -77,7 +77,8 @@ def test_mounts_are_as_the_os_profile_says(dut: Dut) -> None:
 
 @pytest.mark.requires_os("config-hostname")
 def test_hostname_comes_from_config_json(dut: Dut) -> None:
-    assert _out(dut, dut.profile.identity.hostname_command) == dut.config["hostname"]
+    hostname, wanted = _out(dut, dut.profile.identity.hostname_command), dut.config["hostname"]
+    assert hostname == wanted, f"the hostname is {hostname!r}, not {wanted!r} as config.json says"
 
 
 @pytest.mark.parametrize("role", ["ssh", "time"])

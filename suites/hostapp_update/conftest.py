@@ -15,7 +15,7 @@ ones it can (see `bundle`), and a role with none skips its test, naming the role
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,17 +80,27 @@ def _plan(rig: Rig, image: Path, bundle: Path | None, bundles: Bundles) -> Updat
 
 @pytest.fixture(scope="session")
 def update_plan(
-    rig: Rig, dut_image: Path, update_bundle: Path | None, update_bundles: Bundles, hil_suite_property: Any
+    rig: Rig,
+    dut_image: Path,
+    update_bundle: Path | None,
+    update_bundles: Bundles,
+    bundle_swaps: dict[BundleRole, BundleRole],
+    tmp_path_factory: pytest.TempPathFactory,
+    hil_suite_property: Any,
 ) -> UpdatePlan:
-    """Base image and target bundle for the session."""
+    """Base image and target bundle for the session (the good bundle: another role's, when swapped)."""
     plan = _plan(rig, dut_image, update_bundle, update_bundles)
+    if "good" in bundle_swaps:
+        swapped = _bundle(bundle_swaps["good"], rig, plan, update_bundles, tmp_path_factory.mktemp("swapped"))
+        plan = replace(plan, bundle=swapped, info=read_bundle(swapped))
     hil_suite_property("hil.update_base", str(plan.base))
     hil_suite_property("hil.update_base_sha256", image_sha256(plan.base))  # flashed on purpose; not judged
     hil_suite_property("hil.update_bundle", str(plan.bundle))
     # The run's OS version is the image under test's: the target when that image is the update (the
     # reference flow); with bundles given, the image under test is the base, and its version stands.
-    if plan.target_version and plan.base != dut_image:
-        hil_suite_property("hil.os_version", plan.target_version)
+    version = plan.base_version if plan.base == dut_image else plan.target_version
+    if version:
+        hil_suite_property("hil.os_version", version)
     return plan
 
 
@@ -103,34 +113,36 @@ REFERENCE_VARIANTS: dict[BundleRole, str] = {
 FOREIGN_DEVICE_TYPE = "raspberrypi4-64"
 
 
+def _bundle(role: BundleRole, rig: Rig, plan: UpdatePlan, bundles: Bundles, made: Path) -> Path:
+    """The bundle that plays `role`: the one --update-bundles names, else one hil can make (the good one cut
+    short; for hil's own bundle format, another device type's copy and the reference image's broken
+    variants); a role with neither skips the test, naming the role."""
+    if role in bundles.roles:
+        return bundles.roles[role]
+    if role == "good":
+        return plan.bundle
+    if role == "truncated":  # an interrupted download, whatever the format
+        return truncate_bundle(plan.bundle, made / f"truncated-{plan.bundle.name}")
+    ours = plan.info is not None and plan.info.format == "hil"
+    arch, target = for_device_type(rig.device_type), plan.target_version
+    if ours and role == "other-compatible":
+        return make_foreign_bundle(plan.bundle, FOREIGN_DEVICE_TYPE, made / "other-compatible.tar")
+    if ours and role in REFERENCE_VARIANTS and arch and target:
+        return build_reference(target, REFERENCE_VARIANTS[role], arch=arch.name).bundle
+    pytest.skip(f"no {role} bundle: name one in --update-bundles (hil makes it for its own images only)")
+
+
 @pytest.fixture(scope="session")
 def bundle(
     rig: Rig,
     update_plan: UpdatePlan,
     update_bundles: Bundles,
+    bundle_swaps: dict[BundleRole, BundleRole],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[BundleRole], Path]:
-    """The bundle that plays `role`: the one --update-bundles names, else one hil can make (the good one cut
-    short; for hil's own bundle format, another device type's copy and the reference image's broken
-    variants); a role with neither skips the test, naming the role."""
+    """The bundle that plays a role (see _bundle), or the one --bundle-swap puts in its place."""
     made = tmp_path_factory.mktemp("bundles")
-
-    def get(role: BundleRole) -> Path:
-        if role in update_bundles.roles:
-            return update_bundles.roles[role]
-        if role == "good":
-            return update_plan.bundle
-        if role == "truncated":  # an interrupted download, whatever the format
-            return truncate_bundle(update_plan.bundle, made / f"truncated-{update_plan.bundle.name}")
-        ours = update_plan.info is not None and update_plan.info.format == "hil"
-        arch, target = for_device_type(rig.device_type), update_plan.target_version
-        if ours and role == "other-compatible":
-            return make_foreign_bundle(update_plan.bundle, FOREIGN_DEVICE_TYPE, made / "other-compatible.tar")
-        if ours and role in REFERENCE_VARIANTS and arch and target:
-            return build_reference(target, REFERENCE_VARIANTS[role], arch=arch.name).bundle
-        pytest.skip(f"no {role} bundle: name one in --update-bundles (hil makes it for its own images only)")
-
-    return get
+    return lambda role: _bundle(bundle_swaps.get(role, role), rig, update_plan, update_bundles, made)
 
 
 @pytest.fixture

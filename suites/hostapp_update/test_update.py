@@ -41,9 +41,10 @@ def test_update_lands_in_the_other_root_and_keeps_data_and_config(
     update(dut, put_bundle(dut, update_plan.bundle))
 
     assert_updated(dut, before, update_plan)
-    assert output(dut, f"sha256sum {canary}") == data_sum
+    kept = dut.run(f"sha256sum {canary}")
+    assert kept.ok and kept.output.strip() == data_sum, f"the data partition lost {canary} in the update"
     if config:
-        assert output(dut, f"sha256sum {config}") == config_sum
+        assert output(dut, f"sha256sum {config}") == config_sum, f"{config} changed in the update"
 
 
 def test_update_twice_returns_to_the_first_root(fresh_dut: Dut, update_plan: UpdatePlan) -> None:

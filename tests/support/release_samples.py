@@ -64,12 +64,15 @@ def write_junit(
     device_type_source: str = "image",
     missing: dict[str, str] | None = None,
     properties: dict[str, str] | None = None,
+    messages: dict[str, str] | None = None,
 ) -> Path:
     """One pytest session's JUnit file, as `pytest --junitxml -o junit_family=xunit1` writes it.
 
-    `outcomes` maps test ids to failed/error/skipped/xfail (default passed); `missing` maps a skipped test
-    to the OS feature it lacked (hil.missing_feature); `exitstatus` defaults to what pytest would say.
+    `outcomes` maps test ids to failed/error/skipped/xfail (default passed); `messages` a failed or errored
+    test to its failure message; `missing` maps a skipped test to the OS feature it lacked
+    (hil.missing_feature); `exitstatus` defaults to what pytest would say.
     """
+    messages = messages or {}
     outcomes, artifacts, missing = outcomes or {}, artifacts or {}, missing or {}
     suites = SUITES if suites is None else suites
     cases = [(suite, name) for suite, names in suites.items() for name in names]
@@ -115,10 +118,12 @@ def write_junit(
         if tid in missing:
             ET.SubElement(case_props, "property", name="hil.missing_feature", value=missing[tid])
         if outcome == "failed":
-            failure = ET.SubElement(case, "failure", message="AssertionError: assert 1 == 0")
+            said = messages.get(tid, "AssertionError: assert 1 == 0")
+            failure = ET.SubElement(case, "failure", message=said)
             failure.text = "def test():\n>   assert 1 == 0\nE   AssertionError"
         elif outcome == "error":
-            ET.SubElement(case, "error", message='failed on setup with "BootTimeout: no login prompt"')
+            said = messages.get(tid, 'failed on setup with "BootTimeout: no login prompt"')
+            ET.SubElement(case, "error", message=said)
         elif outcome == "skipped":
             reason = (
                 f"OS profile {os_profile} does not {missing[tid]}"

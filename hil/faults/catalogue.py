@@ -1,0 +1,67 @@
+"""Fault catalogues: `faults/<profile>.yaml` beside the OS profiles, for the profile and each it extends.
+
+A catalogue is found in every directory OS profiles are looked up in ($HIL_OS_DIR, ./os, hil's own), so a
+team adds faults for its OS in `os/faults/myos.yaml` beside `os/myos.yaml`, and an OS that extends
+`generic` gets generic's faults too. A name defined twice means the first found: the profile's own
+catalogue before those of the profiles it extends, a user's directory before hil's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hil.errors import FaultError
+from hil.faults.model import Fault, FaultName, NamedFault
+from hil.os.loader import search_dirs
+from hil.os.model import FEATURES, OsProfile
+from hil.util import yamlconf
+
+
+def catalogue_files(profile: OsProfile) -> list[Path]:
+    """The catalogue files for `profile`, first found first."""
+    found: list[Path] = []
+    for name in profile.lineage or (profile.name,):
+        found += [
+            d / "faults" / f"{name}.yaml" for d in search_dirs() if (d / "faults" / f"{name}.yaml").is_file()
+        ]
+    return found
+
+
+def load_file(path: Path) -> list[NamedFault]:
+    """The faults one file defines; an error names the file, line and field."""
+    data, lines = yamlconf.read_yaml(path, FaultError)
+    if data is None:
+        return []
+    faults = yamlconf.validate(dict[FaultName, Fault], data, lines, path, FaultError)
+    return [NamedFault(name=name, source=str(path), fault=fault) for name, fault in faults.items()]
+
+
+def load_catalogue(profile: OsProfile) -> list[NamedFault]:
+    """Every fault for `profile`, each name once."""
+    chosen: dict[str, NamedFault] = {}
+    for path in catalogue_files(profile):
+        for named in load_file(path):
+            chosen.setdefault(named.name, named)
+    return list(chosen.values())
+
+
+def not_applicable(fault: Fault, profile: OsProfile) -> str | None:
+    """Why `fault` does not apply to an OS with `profile` (a feature it lacks), or None when it does."""
+    lacking = sorted(f for f in fault.needs if not profile.has(f))
+    if fault.bundles and not profile.has("ab-update"):
+        lacking.insert(0, "ab-update")
+    if lacking:
+        return f"OS profile {profile.name!r} does not " + "; nor ".join(FEATURES[f] for f in lacking)
+    return None
+
+
+def select(catalogue: list[NamedFault], names: list[str] | None) -> list[NamedFault]:
+    """The faults `names` chose (all when None); an unknown name is an error listing the known ones."""
+    if not names:
+        return catalogue
+    by_name = {f.name: f for f in catalogue}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        known = ", ".join(sorted(by_name)) or "none"
+        raise FaultError(f"unknown fault {', '.join(unknown)}; this OS profile's catalogue has: {known}")
+    return [by_name[n] for n in dict.fromkeys(names)]
