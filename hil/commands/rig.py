@@ -66,7 +66,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     console.add_argument("--log", type=Path, help="also log the session here (default: the rig's log dir)")
     console.set_defaults(func=_console)
     check = leased(
-        "check", "health check: power, mux both ways, card, serial, and a boot with --image", forcible=False
+        "check",
+        "health check: power, mux both ways, card, serial, and a boot with --image; the verdict is kept on "
+        "this host (what pools go by) and in the store ($HIL_STORE) with the console, for the dashboard",
+        forcible=False,
     )
     check.add_argument("--image", type=Path, help="a known-good image to boot to login")
     check.set_defaults(func=_check)
@@ -242,7 +245,9 @@ def _check(args: argparse.Namespace) -> int:
     from hil.dut.check import check_rig
     from hil.lab.rig import VIRTUAL_KINDS
 
-    with _leased_dut(args, force=True) as dut:  # an unhealthy rig is exactly what a check is for
+    # An unhealthy rig is exactly what a check is for. What its console prints meanwhile goes into the store
+    # with the verdict (the health file on this host stays what pools decide by).
+    with _leased_dut(args, force=True) as dut:
         image = args.image
         if image is None and dut.rig.kind in VIRTUAL_KINDS:
             from hil.dut.provision import resolve_image

@@ -80,6 +80,7 @@ def check_rig(dut: Dut, image: Path | None) -> list[Step]:
     ]
     if image is not None:
         checks.append(("boot", lambda: _boot(dut, image)))
+    began = _size(dut.transcript)
     steps = []
     for name, check in checks:
         try:
@@ -87,8 +88,30 @@ def check_rig(dut: Dut, image: Path | None) -> list[Step]:
         except HilError as exc:
             steps.append(Step(name, False, str(exc).splitlines()[0]))
     failed = [s for s in steps if not s.ok]
-    record_health(dut.rig.name, not failed, "; ".join(f"{s.name}: {s.detail}" for s in failed))
+    reason = "; ".join(f"{s.name}: {s.detail}" for s in failed)
+    record_health(dut.rig.name, not failed, reason, console=_printed_since(dut.transcript, began))
     return steps
+
+
+# Of a check's console, the end is kept with its verdict in the store: where it failed.
+CONSOLE_TAIL = 1 << 20
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _printed_since(transcript: Path, began: int) -> bytes | None:
+    """What the console printed since offset `began` (its last CONSOLE_TAIL bytes); None when silent."""
+    try:
+        with transcript.open("rb") as f:
+            f.seek(max(began, f.seek(0, 2) - CONSOLE_TAIL))
+            return f.read() or None
+    except OSError:
+        return None
 
 
 def _boot(dut: Dut, image: Path) -> str:

@@ -5,6 +5,11 @@ line), all or none, so two rig files describing one bench are never leased at on
 lease is a lock of its own name. A process started by `hil rig hold` finds the held lease's name in
 HIL_HELD_LEASE and adopts it instead of leasing again: one such process at a time, and only while the
 hold, its ancestor, lives.
+
+While a lease is held, its holder can mirror it into hil's store (`LeaseMirror`: host, pid, holder, since,
+and a heartbeat every HEARTBEAT seconds), so a dashboard anywhere shows who holds what; a row whose
+heartbeat is older than STALE_AFTER is stale (its holder may be gone), never held. The flock stays the
+lease: a store that cannot be used is one warning, and leasing goes on.
 """
 
 from __future__ import annotations
@@ -17,20 +22,30 @@ import os
 import select
 import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from hil.errors import LeaseError
 from hil.util.paths import cache_dir
 
+if TYPE_CHECKING:
+    from hil.lab.lab_store import LabStore
+
 log = logging.getLogger("hil.lease")
 
 HELD_ENV = "HIL_HELD_LEASE"
+# A mirrored lease's holder says it still holds every HEARTBEAT seconds; a row not refreshed for STALE_AFTER
+# seconds (three missed beats) is shown as stale.
+HEARTBEAT = 30.0
+STALE_AFTER = 90.0
+_STOP_WAIT = 5.0  # how long a release waits for the mirror to remove its row before letting go anyway
 _POLL = 0.1
 _WITHIN_HOLD = "+hold"  # suffix of the locks that take turns among the processes inside one hold
 
@@ -56,12 +71,17 @@ def lease_dir() -> Path:
 class Lease:
     """The right to use one board: an `flock` on `<lock_dir>/<key>.lock` for each of its `keys`."""
 
-    def __init__(self, rig_name: str, lock_dir: Path | None = None, keys: Sequence[str] = ()) -> None:
+    def __init__(
+        self, rig_name: str, lock_dir: Path | None = None, keys: Sequence[str] = (),
+        mirror: LeaseMirror | None = None,
+    ) -> None:  # fmt: skip
         self.rig_name = rig_name
         self.keys = tuple(sorted(set(keys))) or (rig_name,)  # sorted: two leasers never cross-wait
         self.lock_dir = Path(lock_dir) if lock_dir else lease_dir()
+        self.mirror = mirror  # shows the lease in the store while it is held (not an adopted one: the hold's)
         self._fds: list[int] = []
         self._hold_pid: int | None = None
+        self._since = _now()
 
     @property
     def held(self) -> bool:
@@ -84,6 +104,8 @@ class Lease:
         if os.environ.get(HELD_ENV) == self.rig_name:
             return self._adopt(wait)
         self._fds = self._lock_all(self.keys, wait)
+        if self.mirror is not None:
+            self.mirror.start(self.rig_name, self._since)
         log.info("leased rig %s", self.rig_name)
         return self
 
@@ -92,6 +114,8 @@ class Lease:
         if not self._fds:
             return
         self._hold_pid = None
+        if self.mirror is not None:
+            self.mirror.stop()  # the row goes while the lease is still ours: a next holder's row stays
         for fd in self._fds:
             os.ftruncate(fd, 0)
             os.close(fd)  # closing the last descriptor drops the flock
@@ -113,7 +137,8 @@ class Lease:
             if time.monotonic() >= deadline:
                 raise LeaseError(f"rig {self.rig_name} is {self._leased_by(taken)}")
             time.sleep(_POLL)
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": _now().isoformat(),
+        self._since = _now()
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": self._since.isoformat(),
                   "lease": self.rig_name}  # fmt: skip
         for fd in taken:
             os.ftruncate(fd, 0)
@@ -168,6 +193,78 @@ class Lease:
             # The rig is free for anyone now: unwind as on Ctrl-C, so the hardware is let go in order.
             log.error("the `hil rig hold` of %s (pid %d) ended: stopping", self.rig_name, pid)
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+
+class LeaseMirror:
+    """Mirrors one held lease into the store's `leases` table (hil.lab.lab_store) from a daemon thread:
+    its row as the lease is taken, refreshed every `heartbeat` seconds, removed as it is released.
+
+    `store` is a store as `--store` takes it (default: $HIL_STORE, ...). Nothing here can fail the lease:
+    a store that cannot be used is one warning per process, and the thread tries again at the next beat.
+    """
+
+    def __init__(
+        self, store: str | Path | None = None, heartbeat: float = HEARTBEAT, holder: str | None = None
+    ) -> None:
+        self.store = store
+        self.heartbeat = heartbeat
+        self.holder = holder or describe_holder()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, rig: str, since: datetime) -> None:
+        """Begin mirroring the lease `rig` (a rig or instance name), held since `since`."""
+        self.stop()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(rig, since, self._stop), name=f"lease-mirror {rig}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, wait: float = _STOP_WAIT) -> None:
+        """Stop beating and remove the row; give up waiting after `wait` seconds (a store that hangs)."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(wait)
+        self._thread = None
+
+    def _run(self, rig: str, since: datetime, stop: threading.Event) -> None:
+        # At call time, for start-up speed (and off the leaser's path): the store's modules (SQLAlchemy,
+        # Alembic) take most of a second to import.
+        from hil.lab.lab_store import LeaseRow, beat
+
+        row = LeaseRow(rig, socket.gethostname(), os.getpid(), self.holder, since, since)
+        store = None
+        while True:
+            store = self._write(store, rig, lambda s: s.hold(beat(row)))
+            if stop.wait(self.heartbeat):
+                break
+        self._write(store, rig, lambda s: s.drop(row))
+
+    def _write(self, store: LabStore | None, rig: str, action: Callable[[LabStore], None]) -> LabStore | None:
+        """Do `action` on the store (opening it first when needed); the store, or None when it failed."""
+        # At call time, for start-up speed, as in _run.
+        from hil.lab.lab_store import STORE_ERRORS, LabStore, warn_once
+
+        try:
+            store = store or LabStore(self.store)
+            action(store)
+            return store
+        except STORE_ERRORS as exc:
+            warn_once(self.store, f"lease of {rig} held, but not shown in the store: the store cannot be "
+                      f"used ({exc})")  # fmt: skip
+            return None
+
+
+def describe_holder() -> str:
+    """Who holds a lease, for people: the CI build ($BUILD_TAG) or the user, and the command."""
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+    try:
+        user = os.environ.get("USER") or os.getlogin()
+    except OSError:
+        user = f"uid {os.getuid()}"
+    return f"{os.environ.get('BUILD_TAG') or user}: {command}"[:200]
 
 
 def holder(key: str, lock_dir: Path | None = None) -> Holder | None:

@@ -7,6 +7,9 @@ agent can boot N boards of one definition (each board already takes its own port
 A physical or twin rig's lease locks its hardware (card reader, console line), not its file name, so two
 files describing one bench cannot both be leased. A rig named directly whose last check failed is refused
 unless forced; a pool skips it.
+
+A rig's health is a file on its host, what pools decide by; each record is also mirrored into the store
+(hil.lab.lab_store) for the lab's dashboard, with the console of the `hil rig check` that made it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from hil.errors import LeaseError, RigConfigError
-from hil.lab.locking import HELD_ENV, Lease
+from hil.lab.locking import HELD_ENV, Lease, LeaseMirror
 from hil.lab.rig import AutohatRig, Rig, TwinRig, available, load_rig
 from hil.util import yamlconf
 from hil.util.paths import cache_dir, project_dirs
@@ -55,8 +58,9 @@ def health_dir() -> Path:
     return cache_dir() / "health"
 
 
-def record_health(rig: str, healthy: bool, reason: str = "") -> Health:
-    """Record the outcome of `hil rig check` for a rig; an unhealthy rig is skipped by pools."""
+def record_health(rig: str, healthy: bool, reason: str = "", console: bytes | None = None) -> Health:
+    """Record the outcome of `hil rig check` for a rig (an unhealthy rig is skipped by pools), then mirror
+    it into the store with the check's `console`, if it had one."""
     record = Health(healthy, datetime.now(UTC), reason)
     folder = health_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,6 +68,10 @@ def record_health(rig: str, healthy: bool, reason: str = "") -> Health:
     tmp = folder / f".{rig}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(data) + "\n")
     os.replace(tmp, folder / f"{rig}.json")  # a pool reading at the same moment sees old or new, never half
+    # At call time, for start-up speed: the store's modules (SQLAlchemy, Alembic) take most of a second.
+    from hil.lab.lab_store import mirror_check
+
+    mirror_check(rig, healthy, reason, record.checked, console)
     return record
 
 
@@ -234,7 +242,7 @@ def hardware_keys(rig: Rig) -> tuple[str, ...]:
 def leases(rig: Rig) -> list[Lease]:
     """One (not yet acquired) lease per board the rig can run at once."""
     keys = hardware_keys(rig)
-    return [Lease(name, keys=keys) for name in lease_names(rig)]
+    return [Lease(name, keys=keys, mirror=LeaseMirror()) for name in lease_names(rig)]
 
 
 def rig_for(arg: str) -> Rig:

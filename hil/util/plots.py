@@ -3,7 +3,11 @@
 The SVG is rewritten so that it needs no CSS at all (every `style` becomes presentation attributes, text is
 drawn as paths): Jenkins' HTML publisher serves reports under a Content-Security-Policy that drops inline
 styles, and a plot must survive it as the gate's tables do. Ids are prefixed per plot, so several plots
-inlined in one page never share one.
+inlined in one page never share one. matplotlib's comments stay: they carry each text drawn as paths
+(tick labels, title), so the plot's words can still be read, and searched, in its source.
+
+A plot fits its time axis to the data (a single run would otherwise sit on an axis of years), and with
+few runs draws each one as a clear point: a line or a stacked band needs at least two, a trend three.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 _SVG = "http://www.w3.org/2000/svg"
 _XLINK = "http://www.w3.org/1999/xlink"
@@ -23,6 +31,10 @@ _URL = re.compile(r"url\(#([^)]+)\)")
 _counter = itertools.count(1)
 # matplotlib's one global rule (`*{stroke-linejoin: round; stroke-linecap: butt}`), as inherited attributes.
 _ROOT_DEFAULTS = {"stroke-linejoin": "round", "stroke-linecap": "butt"}
+# Fewer runs than this are drawn as clear points (a stacked plot as points at each band's top).
+FEW = 3
+# The time either side of a single moment on the time axis: one run shows its hour, not years.
+SINGLE_PAD = timedelta(minutes=30)
 
 ET.register_namespace("", _SVG)
 ET.register_namespace("xlink", _XLINK)
@@ -57,23 +69,12 @@ def plot_svg(
         )
         ax.set_xticks([])
         ax.set_yticks([])
-    elif stacked:
-        # matplotlib's date converter takes the datetimes as they are; its stubs know only numbers, arrays.
-        times = [t for t, _ in drawn[0].points]
-        ax.stackplot(
-            times,  # type: ignore[arg-type]
-            *[[v for _, v in s.points] for s in drawn],
-            labels=[s.label for s in drawn],
-            alpha=0.85,
-        )
     else:
-        for s in drawn:
-            times, values = [t for t, _ in s.points], [v for _, v in s.points]
-            ax.plot(times, values, label=s.label, linewidth=1.2, marker=".", markersize=3)  # type: ignore[arg-type]
-    if drawn:
+        _draw(ax, drawn, stacked)
         locator = AutoDateLocator()
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        ax.set_xlim(*time_limits([t for s in drawn for t, _ in s.points]))  # type: ignore[arg-type]
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     out = io.StringIO()
@@ -81,9 +82,36 @@ def plot_svg(
     return without_css(out.getvalue(), f"p{next(_counter)}-", title)
 
 
+def _draw(ax: Axes, drawn: Sequence[Series], stacked: bool) -> None:
+    """The series on `ax`: lines with points; stacked bands; with few runs, points that show (stacked:
+    each band's top, so the total is the highest point)."""
+    few = len({t for s in drawn for t, _ in s.points}) < FEW
+    if stacked and not few:
+        # matplotlib's date converter takes the datetimes as they are; its stubs know only numbers, arrays.
+        times = [t for t, _ in drawn[0].points]
+        ax.stackplot(times, *[[v for _, v in s.points] for s in drawn],  # type: ignore[arg-type]
+                     labels=[s.label for s in drawn], alpha=0.85)  # fmt: skip
+        return
+    below = [0.0] * len(drawn[0].points)
+    for s in drawn:
+        times, values = [t for t, _ in s.points], [v for _, v in s.points]
+        if stacked:  # every band has a value at every run: each point sits on the bands below
+            values = below = [b + v for b, v in zip(below, values, strict=True)]
+        ax.plot(times, values, label=s.label, linewidth=1.2, marker="o" if few else ".",  # type: ignore[arg-type]
+                markersize=6 if few else 3)  # fmt: skip
+
+
+def time_limits(times: Sequence[datetime]) -> tuple[datetime, datetime]:
+    """The time axis's ends: the data's span and 5% either side; SINGLE_PAD around a single moment."""
+    first, last = min(times), max(times)
+    pad = (last - first) * 0.05 or SINGLE_PAD
+    return first - pad, last + pad
+
+
 def without_css(svg: str, prefix: str, title: str) -> str:
     """matplotlib's SVG with no `<style>`, no `style=` attribute, no metadata, ids prefixed, and a title."""
-    root = ET.fromstring(svg.encode())
+    parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))  # the texts drawn as paths
+    root = ET.fromstring(svg.encode(), parser=parser)
     for parent in root.iter():
         for child in list(parent):
             if child.tag in (f"{{{_SVG}}}metadata", f"{{{_SVG}}}style"):

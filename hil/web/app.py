@@ -7,34 +7,45 @@ server (Jinja2), plots are inline SVG (hil.util.plots), and the only script is t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.templating import Jinja2Templates
 
 from hil.errors import HilError
+from hil.lab.lab_store import LabStore
+from hil.lab.locking import STALE_AFTER
 from hil.release.sqlite_store import SqliteStore
 from hil.runs.store import RunStore
 from hil.store.url import store_url
-from hil.web import routes
+from hil.web import files, routes
 
 _HERE = Path(__file__).resolve().parent
 # Passed to templates: a cell's state -> its colour class.
 STATES = ("passed", "failed", "missing", "too few", "incomplete", "not applicable")
 
 
-def create_app(store: Path | None = None) -> Starlette:
-    """The dashboard of the store at `store` (default: the one hil records into); refuses a missing one."""
+def create_app(
+    store: str | Path | None = None, artifact_roots: Sequence[Path] = (), stale_after: float = STALE_AFTER
+) -> Starlette:
+    """The dashboard of the store at `store` (a sqlite path or a store URL; default: the one hil records
+    into), serving run files only from inside `artifact_roots` (none: no run files); refuses a missing store.
+    A mirrored lease not refreshed for `stale_after` seconds is shown as stale."""
     where = store_url(store)
     path = where.path or where.shown  # what the pages show: the file, or the URL with its password masked
     if where.path is not None and not where.path.is_file():
         raise HilError(f"no store at {path}: nothing recorded yet (`hil run` records there), or pass --store")
-    runs, releases = RunStore(where), SqliteStore(where)
+    runs, releases, lab = RunStore(where), SqliteStore(where), LabStore(where)
     templates = Jinja2Templates(directory=_HERE / "templates")
     templates.env.filters["secs"] = _secs
     templates.env.globals["states"] = STATES
-    app = Starlette(routes=routes.table(), exception_handlers={404: routes.not_found})
-    app.state.dashboard = routes.Dashboard(shown=path, runs=runs, releases=releases, templates=templates)
+    handlers = {403: routes.not_found, 404: routes.not_found}
+    app = Starlette(routes=routes.table(), exception_handlers=handlers)
+    app.state.dashboard = routes.Dashboard(
+        shown=path, runs=runs, releases=releases, lab_store=lab, templates=templates,
+        roots=files.artifact_roots(artifact_roots), stale_after=stale_after,
+    )  # fmt: skip
     app.state.store_path = path
     return app
 

@@ -2,7 +2,7 @@
 leases and artifacts, and finds them on `request.app.state.dashboard`.
 
 Nothing here powers, flashes or finalizes anything: the web is for looking. A run's files are served
-only from its own artifacts, always as plain text (hil.web.files).
+only from its own artifacts inside the configured artifact roots, always as plain text (hil.web.files).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from hil.errors import HilError
+from hil.lab.lab_store import LabStore
+from hil.lab.locking import STALE_AFTER
 from hil.release.sqlite_store import SqliteStore
 from hil.runs import trends
 from hil.runs.model import Run
@@ -33,14 +35,21 @@ PAGE = 50
 
 @dataclass
 class Dashboard:
-    """What every page reads: the store (as the pages name it), its runs and releases, the templates,
-    and the trend plots drawn so far."""
+    """What every page reads: the store (as the pages name it), its runs, releases, rig checks and
+    leases, the templates, the folders run files may come from, and the trend plots drawn so far."""
 
     shown: Path | str
     runs: RunStore
     releases: SqliteStore
+    lab_store: LabStore
     templates: Jinja2Templates
+    roots: tuple[Path, ...] = ()  # the artifact roots: no run file is served from outside them
+    stale_after: float = STALE_AFTER  # a mirrored lease not refreshed for this long is stale
     plots: dict[tuple[str, int, int], dict[str, str]] = field(default_factory=dict)
+
+    def rig_rows(self) -> list[lab.RigRow]:
+        """Every rig, its newest check and its leases (hil.web.lab)."""
+        return lab.rig_rows(self.lab_store, stale_after=self.stale_after)
 
 
 def table() -> list[BaseRoute]:
@@ -48,7 +57,7 @@ def table() -> list[BaseRoute]:
     return [
         Route("/", overview),
         Route("/rigs", rigs),
-        Route("/rigs/{name}/check-log", check_log),
+        Route("/checks/{check_id}/console", check_console),
         Route("/releases", release_list),
         Route("/releases/{release_id}", release),
         Route("/runs", run_list),
@@ -73,23 +82,27 @@ async def overview(request: Request) -> Response:
     """Rigs, running sessions, the latest runs, flaky tests, releases and their decisions."""
     board = _dashboard(request)
     runs, releases = board.runs, board.releases
-    return _page(request, "overview.html", rigs=lab.rig_rows(), running=_alive(runs),
+    return _page(request, "overview.html", rigs=board.rig_rows(), running=_alive(runs),
                  latest=runs.runs(limit=10), flaky=runs.flaky(limit=10), releases=releases.releases()[:10],
                  decisions=releases.latest_decisions())  # fmt: skip
 
 
 async def rigs(request: Request) -> Response:
-    """Every rig, its lease and health, and the session running on it."""
-    live = {r.rig: r for r in _alive(_dashboard(request).runs)}
-    return _page(request, "rigs.html", rigs=lab.rig_rows(), live=live)
+    """Every rig, its leases (with their heartbeats) and newest check, and the session running on it."""
+    board = _dashboard(request)
+    live = {r.rig: r for r in _alive(board.runs)}
+    return _page(request, "rigs.html", rigs=board.rig_rows(), live=live, stale_after=board.stale_after)
 
 
-async def check_log(request: Request) -> Response:
-    """A rig's last `hil rig check` log, as plain text."""
-    row = next((r for r in lab.rig_rows() if r.name == request.path_params["name"]), None)
-    if row is None or row.check_log is None:
-        raise HTTPException(404, "no check log for this rig")
-    return PlainTextResponse(files.read_text(row.check_log))
+async def check_console(request: Request) -> Response:
+    """What the console printed during one `hil rig check`, as the store keeps it, as plain text."""
+    found = _dashboard(request).lab_store.console(_int(request.path_params["check_id"], -1))
+    if found is None or not found[0].has_console:
+        raise HTTPException(404, "this check kept no console")
+    check, console = found
+    when = check.checked_at.isoformat(timespec="seconds")
+    text = f"# hil rig check of {check.rig} on {check.host}, {when}\n{files.clean(console)}"
+    return PlainTextResponse(text, headers={"X-Content-Type-Options": "nosniff"})
 
 
 async def release_list(request: Request) -> Response:
@@ -130,11 +143,12 @@ async def run_list(request: Request) -> Response:
 
 async def run_page(request: Request) -> Response:
     """One run: its facts, tests and reasons, with links to its files."""
-    run = _run_or_404(request)
-    allure = Path(run.facts.allure)
-    has_allure = bool(run.facts.allure) and allure.is_dir()
+    run, roots = _run_or_404(request), _dashboard(request).roots
+    has_allure = files.allowed(run, Path(run.facts.allure), roots) and Path(run.facts.allure).is_dir()
     report = Path(run.facts.artifacts) / "gate" / "summary.html"
-    return _page(request, "run.html", run=run, has_allure=has_allure, gate_report=report.is_file())
+    gate_report = files.allowed(run, report, roots) and report.is_file()
+    return _page(request, "run.html", run=run, has_allure=has_allure, gate_report=gate_report,
+                 files_served=bool(roots), no_roots=files.NO_ROOTS)  # fmt: skip
 
 
 async def test_console(request: Request) -> Response:
@@ -142,8 +156,9 @@ async def test_console(request: Request) -> Response:
     run = _run_or_404(request)
     index = _int(request.path_params["index"], -1)
     slice_ = run.tests[index].console_slice() if 0 <= index < len(run.tests) else None
-    if slice_ is None or not files.allowed(run, Path(slice_[0])):
+    if slice_ is None:
         raise HTTPException(404, "this test has no console slice")
+    _may_serve(request, run, Path(slice_[0]))
     return PlainTextResponse(files.read_text(Path(slice_[0]), slice_[1], slice_[2]))
 
 
@@ -153,6 +168,7 @@ async def transcript(request: Request) -> Response:
     index = _int(request.path_params["index"], -1)
     if not 0 <= index < len(run.facts.transcripts):
         raise HTTPException(404, "no such transcript")
+    _may_serve(request, run, Path(run.facts.transcripts[index]))
     return PlainTextResponse(files.read_text(Path(run.facts.transcripts[index])))
 
 
@@ -160,7 +176,8 @@ async def run_file(request: Request) -> Response:
     """One of the run's own files, as plain text; any other path is not found."""
     run = _run_or_404(request)
     target = Path(request.query_params.get("path", ""))
-    if not target.is_absolute() or not files.allowed(run, target) or not target.is_file():
+    _may_serve(request, run, target)
+    if not target.is_file():
         raise HTTPException(404, "not a file of this run")
     # Always plain text: an artifact must never run as a page of the dashboard.
     return PlainTextResponse(files.read_text(target), headers={"X-Content-Type-Options": "nosniff"})
@@ -170,9 +187,13 @@ async def allure(request: Request) -> Response:
     """The Allure results a run kept, listed."""
     run = _run_or_404(request)
     folder = Path(run.facts.allure)
-    if not run.facts.allure or not folder.is_dir():
+    if not run.facts.allure:
         raise HTTPException(404, "this run kept no Allure results")
-    entries = sorted(p for p in folder.iterdir() if p.is_file())
+    _may_serve(request, run, folder)
+    if not folder.is_dir():
+        raise HTTPException(404, "this run kept no Allure results")
+    roots = _dashboard(request).roots
+    entries = sorted(p for p in folder.iterdir() if p.is_file() and files.allowed(run, p, roots))
     return _page(request, "allure.html", run=run, entries=entries)
 
 
@@ -213,14 +234,18 @@ async def live_list(request: Request) -> Response:
 
 async def live(request: Request) -> Response:
     """A running session's live console page, one tab per board."""
-    session = _session(_dashboard(request).runs, request.path_params["run_id"])
-    return _page(request, "live.html", session=session, boards=[t.parent.name for t in session.transcripts()])
+    board = _dashboard(request)
+    session = _session(board.runs, request.path_params["run_id"])
+    boards = [t.parent.name for t in _transcripts(board, session)]
+    return _page(request, "live.html", session=session, boards=boards, files_served=bool(board.roots),
+                 no_roots=files.NO_ROOTS)  # fmt: skip
 
 
 async def live_tail(request: Request) -> Response:
     """What a board's transcript gained since `offset`, for the live console's poll."""
-    session = _session(_dashboard(request).runs, request.path_params["run_id"])
-    boards = session.transcripts()
+    board = _dashboard(request)
+    session = _session(board.runs, request.path_params["run_id"])
+    boards = _transcripts(board, session)
     index = _int(request.query_params.get("board"), 0)
     if not 0 <= index < len(boards):
         return JSONResponse({"offset": 0, "text": "", "running": session.alive, "waiting": True})
@@ -234,11 +259,12 @@ async def favicon(request: Request) -> Response:
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
-    """Any 404, as the dashboard's error page."""
+    """Any 404 (or 403: a file the dashboard does not serve), as the dashboard's error page."""
     board = _dashboard(request)
     detail = getattr(exc, "detail", "not found")
+    status = getattr(exc, "status_code", 404)
     return board.templates.TemplateResponse(
-        request, "error.html", {"store": board.shown, "message": detail}, status_code=404
+        request, "error.html", {"store": board.shown, "message": detail, "status": status}, status_code=status
     )
 
 
@@ -257,6 +283,20 @@ def _run_or_404(request: Request) -> Run:
         return _dashboard(request).runs.get(request.path_params["run_id"])
     except HilError as exc:
         raise HTTPException(404, str(exc)) from None
+
+
+def _may_serve(request: Request, run: Run, path: Path) -> None:
+    """Refuse (403 when no artifact root is configured, else 404) a path that is not the run's to show."""
+    roots = _dashboard(request).roots
+    if not roots:
+        raise HTTPException(403, files.NO_ROOTS)
+    if not files.allowed(run, path, roots):
+        raise HTTPException(404, "not a file of this run")
+
+
+def _transcripts(board: Dashboard, session: Any) -> list[Path]:
+    """The transcripts a running session's boards write that lie inside the artifact roots."""
+    return [t for t in session.transcripts() if files.inside(board.roots, t)]
 
 
 def _alive(runs: RunStore) -> list:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,9 +15,17 @@ from hil.web.app import create_app
 
 
 @contextmanager
-def serving(store: Path) -> Iterator[str]:
-    """The dashboard of `store` on a free port of 127.0.0.1; its base URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=0, log_level="warning"))
+def serving(
+    store: Path | str, artifact_roots: Sequence[Path] | None = None, stale_after: float | None = None
+) -> Iterator[str]:
+    """The dashboard of `store` on a free port of 127.0.0.1; its base URL. Run files are served from
+    `artifact_roots`, by default the system's temporary folder, where the test labs keep their runs and
+    the live-console test its session's artifacts."""
+    if artifact_roots is None:
+        artifact_roots = [Path(tempfile.gettempdir())]
+    extra = {} if stale_after is None else {"stale_after": stale_after}
+    app = create_app(store, artifact_roots, **extra)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from hil.commands.run import auto_boards
 from hil.errors import LeaseError, RigConfigError
+from hil.lab.lab_store import LabStore
 from hil.lab.pool import health, lease_count, lease_names, lease_rig, load_pool, pools, record_health, rig_for
 from hil.lab.rig import load_rig
+from hil.lab.suites import auto_boards
+from tests.unit.test_lab_store import eventually
 
 HOLD = """
 import sys, time
@@ -83,9 +85,9 @@ def test_hil_run_picks_no_more_boards_than_the_rig_argument_can_lease(lab: Path)
     _rig(lab, "bench-1", "pool: vms\n")
     assert [lease_count(arg) for arg in ("vm", "vm#2", "bench-1", "pool:vms")] == [4, 1, 1, 5]
     vm, cores = load_rig("vm"), len(os.sched_getaffinity(0))
-    assert auto_boards(vm, lease_count("vm#2"), test_files=5) == 1
-    assert auto_boards(vm, lease_count("vm"), test_files=5) == min(cores, 4)
-    assert auto_boards(vm, lease_count("vm"), test_files=1) == 1
+    assert auto_boards(vm, lease_count("vm#2"), units=5) == 1
+    assert auto_boards(vm, lease_count("vm"), units=5) == min(cores, 4)
+    assert auto_boards(vm, lease_count("vm"), units=1) == 1
 
 
 def test_a_pool_that_names_an_unknown_rig_names_file_line_and_field(lab: Path) -> None:
@@ -291,3 +293,16 @@ def test_a_bad_rig_file_that_joins_a_pool_stops_that_pool(lab: Path) -> None:
         RigConfigError, match=r"bench-2\.yaml:3: instances: .*; pool bench cannot be used until"
     ):
         load_pool("bench")
+
+
+def test_a_leased_rig_is_mirrored_into_the_store_while_it_is_held(
+    lab: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store.sqlite"
+    monkeypatch.setenv("HIL_STORE", str(store))
+    _rig(lab, "vm", instances=2)
+    _, lease = lease_rig("vm")
+    with lease:
+        rows = eventually(lambda: LabStore(store).leases(), "mirrored lease")
+        assert [(r.rig, r.host, r.pid) for r in rows] == [("vm#0", socket.gethostname(), os.getpid())]  # type: ignore[attr-defined]
+    eventually(lambda: not LabStore(store).leases(), "row removed on release")

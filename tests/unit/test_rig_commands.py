@@ -5,7 +5,9 @@ and `hil rig show` never prints a secret."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ from gpiozero.devices import _devices_shutdown
 from gpiozero.pins.mock import MockFactory
 
 from hil.commands.main import main
-from hil.lab.pool import record_health
+from hil.lab.pool import health, record_health
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_YAML = (ROOT / "rigs" / "lab-rpi4-01.yaml").read_text().replace("off_time: 2", "off_time: 0.05")
@@ -139,3 +141,51 @@ def test_show_masks_the_wifi_psk_and_every_password(tmp_path: Path, capsys) -> N
     assert shown["network"]["wifi"]["psk"] == "**********"
     assert shown["os"]["login"]["password"] == "**********"
     assert shown["network"]["wifi"]["ssid"] == "hil-bench-1"  # what is not a secret stays readable
+
+
+def _fake_steps(monkeypatch: pytest.MonkeyPatch, transcript: Path) -> None:
+    """The hardware steps as a bench without a card would end them: power and mux fine, the serial line
+    printing a bootloader banner, then silent."""
+    from hil.errors import HilError
+
+    def serial(board: object) -> str:
+        with transcript.open("ab") as f:
+            f.write(b"U-Boot 2024.01 (bench-7)\r\n")
+        raise HilError("silent")
+
+    monkeypatch.setattr("hil.dut.check._power", lambda board: "switched")
+    monkeypatch.setattr("hil.dut.check._mux", lambda board: "handed over")
+    monkeypatch.setattr("hil.dut.check._serial", serial)
+
+
+def test_check_keeps_its_verdict_here_and_in_the_store_with_its_console(
+    bench: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from hil.lab.lab_store import LabStore
+
+    store = tmp_path / "store.sqlite"
+    monkeypatch.setenv("HIL_STORE", str(store))
+    transcript = tmp_path / "cache" / "rig-logs" / bench / "console.log"
+    transcript.parent.mkdir(parents=True)
+    transcript.write_bytes(b"an earlier console session\r\n")
+    _fake_steps(monkeypatch, transcript)
+    assert main(["rig", "check", bench]) == 1
+    assert "UNHEALTHY" in capsys.readouterr().out
+    assert health(bench) is not None and not health(bench).healthy  # type: ignore[union-attr]
+    check = LabStore(store).latest_checks()[bench]
+    assert (check.host, check.healthy, check.reason) == (socket.gethostname(), False, "serial: silent")
+    assert LabStore(store).console(check.id) == (check, b"U-Boot 2024.01 (bench-7)\r\n")  # this check's only
+
+
+def test_check_goes_on_when_the_store_cannot_be_reached(
+    bench: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HIL_STORE", "postgresql://hil@/lab?host=/nonexistent/rig-commands")
+    _fake_steps(monkeypatch, tmp_path / "console.log")
+    caplog.set_level(logging.WARNING)
+    assert main(["rig", "check", bench]) == 1
+    last = health(bench)
+    assert last is not None and (last.healthy, last.reason) == (False, "serial: silent")
+    # One line, whichever meets the store first: the check, or its lease's mirror.
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "the store cannot be used" in warnings[0]
