@@ -35,6 +35,10 @@ def _mounts(dut: Dut) -> dict[str, list[str]]:
 def test_boots_to_ssh(dut: Dut, record_property) -> None:
     record_property("hil.boot_seconds", f"{dut.boot_seconds:.2f}")
     assert dut.run("echo ssh-ok").check().output.strip() == "ssh-ok"
+    bound = dut.profile.bounds.boot_to_ssh  # a boot that stalls is a broken boot, however it ends
+    assert dut.boot_seconds <= bound, (
+        f"boot to the login took {dut.boot_seconds:.0f} s, over the OS profile's bound of {bound:.0f} s"
+    )
 
 
 def test_logs_in_on_the_serial_console(console_dut: Dut) -> None:
