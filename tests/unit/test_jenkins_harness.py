@@ -116,6 +116,11 @@ BASE = {"RELEASE": "7", "DEVICE_TYPES": "qemux86-64", "SUITES": "boot", "IMAGES"
 # Quotes, command substitution and spaces: a path as valid as any, and code to a shell that is pasted it.
 HOSTILE_IMAGE = "/srv/images/a b/x'$(touch pwned)'y.img"
 RPI = (Resource("lab-rpi4-01", ("hil-raspberrypi4-64", "lab-rpi4-01")),)
+# A lab's shared store: the URL its Secret text credential holds, the build parameter naming that credential,
+# and the rig agent carrying `hil` (an agent with hil installed), where the gate may then run.
+STORE_URL = "postgresql://hil@db.lab.invalid/hil"
+STORE = {"HIL_STORE_CREDENTIAL": "hil-store-url"}
+HIL_AGENT = {"labels": ("qemu-x86_64", "qemu-arm64", "hil")}
 
 # The lab's hil: records each command line (and where it ran), then does what the agent's HIL_STUB_*
 # variables say: `run` fails on the rigs named in HIL_STUB_BAD, else sleeps HIL_STUB_RUN_SECONDS and writes
@@ -128,7 +133,8 @@ args = sys.argv[1:]
 env = os.environ
 with open({record!r}, "a") as out:
     out.write(json.dumps({{"lab": env.get("HIL_STUB_LAB"), "build": env.get("BUILD_NUMBER"), "argv": args,
-                          "node": env.get("NODE_NAME"), "cwd": os.getcwd()}}) + "\\n")
+                          "node": env.get("NODE_NAME"), "cwd": os.getcwd(), "store": env.get("HIL_STORE"),
+                          "tag": env.get("BUILD_TAG")}}) + "\\n")
 bad = env.get("HIL_STUB_BAD", "").split()
 if args[:1] == ["run"]:
     rig = args[args.index("--rig") + 1]
@@ -227,6 +233,13 @@ CASES = {
                                    stub={"HIL_STUB_LEASED": "qemu-x86_64#0"}),
     # An abort while hil runs.
     "abort": Case(MAIN, BASE, abort_sh="hil run"),
+    # A shared store: the runs recorded there with the build's tag, the gate on any hil agent (the hil-gate
+    # agent offline), no stash but the Allure results; a missing cell; a credential Jenkins does not have.
+    "shared store": Case(MAIN, BASE | STORE, rig_agent=HIL_AGENT, jenkins={"gate_online": False}),
+    "shared store, no arm rig": Case(MAIN, BASE | STORE | {"DEVICE_TYPES": "generic-aarch64 qemux86-64"},
+                                     rig_agent=HIL_AGENT),
+    "shared store, no credential": Case(MAIN, BASE | {"HIL_STORE_CREDENTIAL": "no-such-credential"},
+                                        rig_agent=HIL_AGENT),
 }  # fmt: skip
 TWO_RIGS = (
     Resource("qemu-x86_64#0", ("hil-qemux86-64", "qemu-x86_64#0")),
@@ -248,6 +261,7 @@ REFUSED = {
     "a relative image path": {"IMAGES": "qemux86-64=images/x.img"},
     "a suite *": {"SUITES": "boot *"},
     "a release that is an option": {"RELEASE": "--policy=/tmp/lenient.yaml"},
+    "a store credential that is not an id": {"HIL_STORE_CREDENTIAL": "x' $(touch pwned)"},
 }
 
 
@@ -276,13 +290,15 @@ def _jenkins(root: Path, record: Path, name: str, case: Case, resources, stub: d
     env = {"HIL_STUB_LAB": name, **stub}
     options = dict(case.jenkins)
     gate_online = options.pop("gate_online", True)
+    rig_agent = {"labels": ("qemu-x86_64", "qemu-arm64")} | case.rig_agent
     agents = [
-        Agent("lab-qemu", ("qemu-x86_64", "qemu-arm64"), env, **case.rig_agent),
+        Agent("lab-qemu", env=env, **rig_agent),
         Agent("lab-1", ("lab-rpi4-01",), env, busy=True),
         Agent("gate", ("hil-gate",), env, online=gate_online),
     ]
+    credentials = {"hil-balena-api-key": "test-key", "hil-store-url": STORE_URL}
     jenkins = Jenkins(root / "home", agents=agents, resources=list(resources), scm=root / "scm",
-                      path=[bin_dir], credentials={"hil-balena-api-key": "test-key"}, **options)  # fmt: skip
+                      path=[bin_dir], credentials=credentials, **options)  # fmt: skip
     if case.prepare == "stale results":
         workspace = jenkins.workspace("lab-qemu")
         (workspace / "results" / "qemux86-64").mkdir(parents=True)
@@ -587,6 +603,60 @@ def test_the_health_job_reports_a_rig_a_technician_holds_as_busy_and_leaves_its_
 def test_an_abort_stops_the_build_and_the_gate_does_not_run(busy_lab: dict[str, Outcome]) -> None:
     aborted = busy_lab["abort"].build
     assert (aborted.result, aborted.stage(*CELL), aborted.stage("gate")) == ("ABORTED", "ABORTED", "SKIPPED")
+
+
+def test_with_a_shared_store_the_runs_are_recorded_there_and_gated_by_the_builds_tag_on_any_hil_agent(
+    busy_lab: dict[str, Outcome],
+) -> None:
+    new = busy_lab["shared store"]
+    assert (new.build.result, new.build.stage(*CELL), new.build.stage("gate")) == (
+        "SUCCESS",
+        "SUCCESS",
+        "SUCCESS",
+    )
+    (run,) = [c for c in new.commands if c["argv"][:1] == ["run"]]
+    (gate,) = [c for c in new.commands if c["argv"][:2] == ["release", "gate"]]
+    tag = run["tag"]
+    assert tag == f"jenkins-hil-{new.build.archive.parent.name}" and run["store"] == STORE_URL
+    assert gate["argv"] == ["release", "gate", "7", "--build-tag", tag, "--report-dir", "gate"]
+    assert (gate["store"], gate["tag"], gate["node"]) == (STORE_URL, tag, "lab-qemu")  # hil-gate is offline
+    # No JUnit travels by stash: only the Allure results, for the build's one report.
+    assert new.build.stashes() == ["allure-qemux86-64"]
+    assert new.build.stash("allure-qemux86-64") == ["results/qemux86-64/allure-results/1-result.json"]
+    assert [(e["commandline"], e["paths"]) for e in new.build.of("allure")] == [
+        ("allure", ["results/qemux86-64/allure-results"])
+    ]
+    assert STORE_URL not in new.build.console and new.missing() == ""
+
+
+def test_with_a_shared_store_a_missing_cell_is_still_refused_with_its_reason(
+    busy_lab: dict[str, Outcome],
+) -> None:
+    new = busy_lab["shared store, no arm rig"]
+    assert (new.build.result, new.build.stage(*ARM_CELL), new.build.stage("gate")) == (
+        "FAILURE", "FAILURE", "SUCCESS"
+    )  # fmt: skip
+    assert new.missing().startswith(
+        "generic-aarch64: missing: taking a rig labelled 'hil-generic-aarch64 && !hil-unhealthy'"
+    )
+    (gate,) = new.argv("release gate")
+    assert "--build-tag" in gate and "--results" not in gate
+
+
+def test_a_store_credential_jenkins_does_not_have_fails_the_cell_saying_so(
+    busy_lab: dict[str, Outcome],
+) -> None:
+    new = busy_lab["shared store, no credential"]
+    assert (new.build.result, new.build.stage(*CELL), new.build.stage("gate")) == (
+        "FAILURE",
+        "FAILURE",
+        "FAILURE",
+    )
+    assert new.argv("run") == [] and new.argv("release gate") == []
+    assert new.missing() == (
+        "qemux86-64: missing: reading credential 'no-such-credential' on lab-qemu: Could not find "
+        "credentials entry with ID 'no-such-credential'\n"
+    )
 
 
 # ---- the pipeline against real rigs
