@@ -167,3 +167,11 @@ def test_kernel_phase_is_read_from_printk_stamps_and_measured_phases_win(tmp_pat
                 ("hil.boot_phase.firmware", 4.0)]  # fmt: skip
     # The first boot's phases: a later test's boot does not overwrite them.
     assert boot_phases([transcript], measured) == {"firmware": 5.1, "kernel": 3.0}
+
+
+def test_device_types_lists_each_recorded_type_once_in_order(tmp_path: Path, store_url: str) -> None:
+    store = RunStore(store_url)
+    assert store.device_types() == []
+    for n, device_type in enumerate(["raspberrypi4-64", "qemux86-64", "raspberrypi4-64", "genericx86-64"]):
+        record(store, tmp_path, f"run-{n}", device_type=device_type)
+    assert store.device_types() == ["genericx86-64", "qemux86-64", "raspberrypi4-64"]
