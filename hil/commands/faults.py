@@ -90,36 +90,34 @@ def _run(args: argparse.Namespace) -> int:
     from hil.dut.boards import preflight
     from hil.dut.provision import resolve_image
     from hil.errors import HilError
-    from hil.faults.catalogue import load_catalogue, select
     from hil.faults.matrix import render
     from hil.faults.record import FaultStore
     from hil.faults.report import write_report
-    from hil.faults.runner import Options, run
+    from hil.faults.runner import Options, chosen_faults, run
     from hil.lab.pool import lease_count, rig_for
     from hil.lab.suites import auto_boards
 
     rig = rig_for(args.rig)
+    faults = chosen_faults(rig, args.faults, args.suites)  # a wrong catalogue is refused before any build
     preflight(rig)
     image = resolve_image(rig, args.image)
     artifacts = args.artifacts or Path.cwd() / "artifacts" / datetime.now().strftime("faults-%Y%m%d-%H%M%S")
-    count = len(select(load_catalogue(rig.profile), args.faults))
-    boards = args.boards or auto_boards(rig, lease_count(args.rig), count)
-    options = Options(rig=args.rig, image=image, artifacts=artifacts, faults=args.faults,
-                      suites=args.suites, only_named=args.only_named, boards=boards,
-                      pool_wait=args.pool_wait, timeout=args.timeout, store=args.store,
+    boards = args.boards or auto_boards(rig, lease_count(args.rig), len(faults))
+    options = Options(rig=args.rig, image=image, artifacts=artifacts, only_named=args.only_named,
+                      boards=boards, pool_wait=args.pool_wait, timeout=args.timeout, store=args.store,
                       fresh_control=args.fresh_control, device_type=args.device_type)  # fmt: skip
     print(f"hil faults: rig {rig.name} ({rig.device_type}, OS profile {rig.profile.name}); image {image}; "
           f"{boards} board(s) at once; artifacts {artifacts}", file=sys.stderr)  # fmt: skip
-    matrix = run(rig, options, lambda line: print(line, file=sys.stderr, flush=True))
+    matrix = run(rig, faults, options, lambda line: print(line, file=sys.stderr, flush=True))
     if matrix is None:
         return 2
     print("\n" + render(matrix))
-    files = write_report(matrix, artifacts)
-    print(f"\nreport: {files[2]}", file=sys.stderr)
-    try:
+    try:  # first, so the files carry the matrix's number in the store
         store = FaultStore(args.store)
-        number = store.record(matrix)
-        print(f"hil faults: matrix {number} recorded in {store.where}", file=sys.stderr)
+        matrix.id = store.record(matrix)
+        recorded = f"hil faults: matrix {matrix.id} in {store.where} (hil serve: /faults/{matrix.id})"
     except HilError as exc:
-        print(f"hil faults: the matrix was not recorded ({exc}); it is in {files[1]}", file=sys.stderr)
+        recorded = f"hil faults: the matrix was not recorded ({exc}); it is in faults.json"
+    files = write_report(matrix, artifacts)
+    print(f"\nreport: {files[2]}\n{recorded}", file=sys.stderr)
     return 0 if matrix.passed else 1

@@ -40,8 +40,6 @@ class Options:
     rig: str
     image: Path
     artifacts: Path
-    faults: list[str] | None = None
-    suites: list[str] | None = None
     only_named: bool = False  # run only the tests that must catch, not their whole suites
     boards: int = 1
     pool_wait: float = 600.0
@@ -56,11 +54,12 @@ class Options:
         return ("--device-type", self.device_type) if self.device_type else ()
 
 
-def chosen_faults(rig: Rig, options: Options) -> list[NamedFault]:
-    """The faults of the rig's OS profile that `options` chose, each checked against the suites' tests."""
-    faults = select(load_catalogue(rig.profile), options.faults)
-    if options.suites:
-        faults = [f for f in faults if f.fault.caught_by.suite in options.suites]
+def chosen_faults(rig: Rig, names: list[str] | None, suites: list[str] | None) -> list[NamedFault]:
+    """The faults of the rig's OS profile that `names` and `suites` chose (all when None), each checked
+    against the suites' tests: a fault naming a test its suite lacks is refused before anything boots."""
+    faults = select(load_catalogue(rig.profile), names)
+    if suites:
+        faults = [f for f in faults if f.fault.caught_by.suite in suites]
     if not faults:
         raise FaultError(f"no faults to run for OS profile {rig.profile.name!r} (hil faults list)")
     suites = sorted({f.fault.caught_by.suite for f in faults})
@@ -74,9 +73,8 @@ def chosen_faults(rig: Rig, options: Options) -> list[NamedFault]:
     return faults
 
 
-def run(rig: Rig, options: Options, say: Callable[[str], None]) -> Matrix | None:
-    """The matrix for the chosen faults; None when the control failed (say() told why)."""
-    faults = chosen_faults(rig, options)
+def run(rig: Rig, faults: list[NamedFault], options: Options, say: Callable[[str], None]) -> Matrix | None:
+    """The matrix for `faults` (see chosen_faults); None when the control failed (say() told why)."""
     sha = image_sha256(options.image)
     matrix = Matrix(rig=options.rig, device_type=rig.device_type, image=str(options.image), image_sha256=sha,
                     os_profile=rig.profile.name, control="", started=_now())  # fmt: skip

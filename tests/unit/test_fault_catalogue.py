@@ -264,3 +264,36 @@ def test_the_matrix_passes_only_when_every_applicable_fault_is_caught() -> None:
     assert "c: NOT INJECTED (boot test_boot::test_z): no such file" in text
     assert "b: n/a" in text and "score: boot 1/2" in text
     assert not Matrix("q", "d", "i", "s", "p", "c", "t").passed  # nothing tried proves nothing
+
+
+def test_faults_list_says_what_applies_and_what_must_catch_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from hil.commands.main import main
+
+    assert main(["faults", "list", "--os", "reference"]) == 0
+    out = capsys.readouterr().out
+    assert "OS profile reference:" in out and "hil/os/profiles/faults/reference.yaml" in out
+    assert (
+        "caught by boot test_boot::test_mounts_are_as_the_os_profile_says: //mnt/data is not mounted/" in out
+    )
+
+
+def test_a_fault_naming_a_test_its_suite_lacks_is_refused_before_anything_boots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hil.commands.main import main
+
+    (tmp_path / "faults").mkdir()
+    (tmp_path / "faults" / "reference.yaml").write_text(
+        "ghost:\n  description: d\n  edits: [{stub: /usr/sbin/chronyd}]\n"
+        "  caught_by: {suite: boot, test: 'test_boot::test_that_does_not_exist', message: m}\n"
+    )
+    monkeypatch.setenv("HIL_OS_DIR", str(tmp_path))
+    assert main(["faults", "run", "--fault", "ghost", "--artifacts", str(tmp_path / "art")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "faults/reference.yaml: fault ghost: suite boot has no test test_boot::test_that_does_not_exist"
+        in err
+    )
+    assert main(["faults", "run", "--fault", "nope"]) == 2
+    assert "unknown fault nope" in capsys.readouterr().err
+    assert not (tmp_path / "art").exists()
