@@ -45,6 +45,7 @@ class Matrix:
     started: str
     finished: str = ""
     cells: list[Cell] = field(default_factory=list)
+    id: int = 0  # its row in the store's fault_matrices once recorded and read back; 0 before
 
     @property
     def applicable(self) -> list[Cell]:

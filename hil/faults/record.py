@@ -11,6 +11,7 @@ from hil.faults.matrix import Cell, Matrix
 from hil.results.model import PASSED
 from hil.store.db import Database
 from hil.store.schema import fault_matrices, runs, tests
+from hil.store.url import StoreUrl
 
 # How many of an image's recorded runs are looked through for a healthy control.
 CONTROL_LOOKBACK = 50
@@ -19,7 +20,7 @@ CONTROL_LOOKBACK = 50
 class FaultStore:
     """Fault matrices by image and OS profile, in the store runs and releases live in."""
 
-    def __init__(self, store: str | Path | None = None) -> None:
+    def __init__(self, store: str | Path | StoreUrl | None = None) -> None:
         self.db = Database(store)
         self.where = self.db.where
 
@@ -34,22 +35,33 @@ class FaultStore:
             )).inserted_primary_key  # fmt: skip
         return int(key[0]) if key else 0
 
-    def latest(self) -> list[Matrix]:
-        """The newest matrix of each image and OS profile, newest first."""
+    def latest(self, limit: int = 100) -> list[Matrix]:
+        """The newest matrix of each image and OS profile, newest first (the `limit` newest of those)."""
         newest = (
             select(func.max(fault_matrices.c.id))
             .group_by(fault_matrices.c.image_sha256, fault_matrices.c.os_profile)
             .scalar_subquery()
         )
         query = (
-            select(fault_matrices).where(fault_matrices.c.id.in_(newest)).order_by(fault_matrices.c.id.desc())
-        )
+            select(fault_matrices).where(fault_matrices.c.id.in_(newest))
+            .order_by(fault_matrices.c.id.desc()).limit(limit)
+        )  # fmt: skip
         return self._matrices(query)
 
     def history(self, limit: int = 500) -> list[Matrix]:
         """Matrices oldest first (the last `limit`), for scores over time."""
         query = select(fault_matrices).order_by(fault_matrices.c.id.desc()).limit(limit)
         return list(reversed(self._matrices(query)))
+
+    def get(self, number: int) -> Matrix | None:
+        """The matrix `number` (its row, as `record` returned it), or None when there is none."""
+        found = self._matrices(select(fault_matrices).where(fault_matrices.c.id == number))
+        return found[0] if found else None
+
+    def newest(self) -> int:
+        """The newest matrix's number (0: none): matrices are only added, so it names the store's state."""
+        with self.db.transaction(read_only=True) as db:
+            return int(db.execute(select(func.max(fault_matrices.c.id))).scalar() or 0)
 
     def _matrices(self, query: Select) -> list[Matrix]:
         with self.db.transaction(read_only=True) as db:
@@ -58,7 +70,7 @@ class FaultStore:
             Matrix(
                 rig=r["rig"], device_type=r["device_type"], image=r["image"],
                 image_sha256=r["image_sha256"], os_profile=r["os_profile"], control=r["control"],
-                started=r["started"], finished=r["finished"],
+                started=r["started"], finished=r["finished"], id=r["id"],
                 cells=[Cell(**{**c, "also_failed": tuple(c["also_failed"])}) for c in json.loads(r["cells"])],
             )
             for r in rows

@@ -49,9 +49,16 @@ class Series:
 
 
 def plot_svg(
-    title: str, ylabel: str, series: Sequence[Series], *, stacked: bool = False, width: float = 7.5
+    title: str,
+    ylabel: str,
+    series: Sequence[Series],
+    *,
+    stacked: bool = False,
+    width: float = 7.5,
+    ylim: tuple[float, float] | None = None,
 ) -> str:
-    """A time plot of `series` as a self-contained `<svg>` element (stacked bands when `stacked`)."""
+    """A time plot of `series` as a self-contained `<svg>` element (stacked bands when `stacked`); the
+    value axis spans `ylim` (a share's whole range), by default from 0 to what fits the data."""
     # At call time, for start-up speed: matplotlib takes about a second to import.
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
@@ -75,7 +82,7 @@ def plot_svg(
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
         ax.set_xlim(*time_limits([t for s in drawn for t, _ in s.points]))  # type: ignore[arg-type]
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(*(ylim or (0, None)))
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     out = io.StringIO()
     fig.savefig(out, format="svg", metadata={"Date": None})

@@ -1,5 +1,5 @@
 """The dashboard (`hil serve`): one Starlette app over one store, assembled from the pages in
-hil.web.routes.
+hil.web.routes (and the fault matrices' pages, hil.web.faults).
 
 Nothing here powers, flashes or finalizes anything: the web is for looking. Pages are rendered on the
 server (Jinja2), plots are inline SVG (hil.util.plots), and the only script is the live console's poll.
@@ -14,12 +14,13 @@ from starlette.applications import Starlette
 from starlette.templating import Jinja2Templates
 
 from hil.errors import HilError
+from hil.faults.record import FaultStore
 from hil.lab.lab_store import LabStore
 from hil.lab.locking import STALE_AFTER
 from hil.release.sqlite_store import SqliteStore
 from hil.runs.store import RunStore
 from hil.store.url import store_url
-from hil.web import files, routes
+from hil.web import files, pages, routes
 
 _HERE = Path(__file__).resolve().parent
 # Passed to templates: a cell's state -> its colour class.
@@ -36,14 +37,14 @@ def create_app(
     path = where.path or where.shown  # what the pages show: the file, or the URL with its password masked
     if where.path is not None and not where.path.is_file():
         raise HilError(f"no store at {path}: nothing recorded yet (`hil run` records there), or pass --store")
-    runs, releases, lab = RunStore(where), SqliteStore(where), LabStore(where)
+    runs, releases, lab, faults = RunStore(where), SqliteStore(where), LabStore(where), FaultStore(where)
     templates = Jinja2Templates(directory=_HERE / "templates")
     templates.env.filters["secs"] = _secs
     templates.env.globals["states"] = STATES
     handlers = {403: routes.not_found, 404: routes.not_found}
     app = Starlette(routes=routes.table(), exception_handlers=handlers)
-    app.state.dashboard = routes.Dashboard(
-        shown=path, runs=runs, releases=releases, lab_store=lab, templates=templates,
+    app.state.dashboard = pages.Dashboard(
+        shown=path, runs=runs, releases=releases, lab_store=lab, faults=faults, templates=templates,
         roots=files.artifact_roots(artifact_roots), stale_after=stale_after,
     )  # fmt: skip
     app.state.store_path = path

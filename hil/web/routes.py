@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,38 +17,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from hil.errors import HilError
-from hil.lab.lab_store import LabStore
-from hil.lab.locking import STALE_AFTER
-from hil.release.sqlite_store import SqliteStore
 from hil.runs import trends
 from hil.runs.model import Run
 from hil.runs.store import RunStore
-from hil.web import files, lab
+from hil.web import faults, files
+from hil.web.pages import Dashboard, dashboard, page
 
 _HERE = Path(__file__).resolve().parent
 PAGE = 50
-
-
-@dataclass
-class Dashboard:
-    """What every page reads: the store (as the pages name it), its runs, releases, rig checks and
-    leases, the templates, the folders run files may come from, and the trend plots drawn so far."""
-
-    shown: Path | str
-    runs: RunStore
-    releases: SqliteStore
-    lab_store: LabStore
-    templates: Jinja2Templates
-    roots: tuple[Path, ...] = ()  # the artifact roots: no run file is served from outside them
-    stale_after: float = STALE_AFTER  # a mirrored lease not refreshed for this long is stale
-    plots: dict[tuple[str, int, int], dict[str, str]] = field(default_factory=dict)
-
-    def rig_rows(self) -> list[lab.RigRow]:
-        """Every rig, its newest check and its leases (hil.web.lab)."""
-        return lab.rig_rows(self.lab_store, stale_after=self.stale_after)
 
 
 def table() -> list[BaseRoute]:
@@ -73,6 +50,7 @@ def table() -> list[BaseRoute]:
         Route("/live", live_list),
         Route("/live/{run_id}", live),
         Route("/live/{run_id}/tail", live_tail),
+        *faults.table(),
         Route("/favicon.ico", favicon),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]
@@ -80,23 +58,23 @@ def table() -> list[BaseRoute]:
 
 async def overview(request: Request) -> Response:
     """Rigs, running sessions, the latest runs, flaky tests, releases and their decisions."""
-    board = _dashboard(request)
+    board = dashboard(request)
     runs, releases = board.runs, board.releases
-    return _page(request, "overview.html", rigs=board.rig_rows(), running=_alive(runs),
-                 latest=runs.runs(limit=10), flaky=runs.flaky(limit=10), releases=releases.releases()[:10],
-                 decisions=releases.latest_decisions())  # fmt: skip
+    return page(request, "overview.html", rigs=board.rig_rows(), running=_alive(runs),
+                latest=runs.runs(limit=10), flaky=runs.flaky(limit=10), releases=releases.releases()[:10],
+                decisions=releases.latest_decisions())  # fmt: skip
 
 
 async def rigs(request: Request) -> Response:
     """Every rig, its leases (with their heartbeats) and newest check, and the session running on it."""
-    board = _dashboard(request)
+    board = dashboard(request)
     live = {r.rig: r for r in _alive(board.runs)}
-    return _page(request, "rigs.html", rigs=board.rig_rows(), live=live, stale_after=board.stale_after)
+    return page(request, "rigs.html", rigs=board.rig_rows(), live=live, stale_after=board.stale_after)
 
 
 async def check_console(request: Request) -> Response:
     """What the console printed during one `hil rig check`, as the store keeps it, as plain text."""
-    found = _dashboard(request).lab_store.console(_int(request.path_params["check_id"], -1))
+    found = dashboard(request).lab_store.console(_int(request.path_params["check_id"], -1))
     if found is None or not found[0].has_console:
         raise HTTPException(404, "this check kept no console")
     check, console = found
@@ -107,15 +85,13 @@ async def check_console(request: Request) -> Response:
 
 async def release_list(request: Request) -> Response:
     """Every release and its latest decision."""
-    releases = _dashboard(request).releases
-    return _page(
-        request, "releases.html", releases=releases.releases(), decisions=releases.latest_decisions()
-    )
+    releases = dashboard(request).releases
+    return page(request, "releases.html", releases=releases.releases(), decisions=releases.latest_decisions())
 
 
 async def release(request: Request) -> Response:
     """One release: its decisions, the latest as a device type x suite matrix, and the evidence."""
-    board = _dashboard(request)
+    board = dashboard(request)
     try:
         found = board.releases.get(request.path_params["release_id"])
         decisions = board.releases.evidence(found.id)
@@ -124,31 +100,31 @@ async def release(request: Request) -> Response:
     latest = decisions[-1] if decisions else None
     matrix, suites, evidence = _matrix(latest)
     run_ids = {a["run_id"] for a in (latest or {}).get("attempts", [])}
-    return _page(request, "release.html", release=found, decisions=decisions[::-1], latest=latest,
-                 matrix=matrix, suites=suites, evidence=evidence,
-                 recorded=board.runs.known(run_ids))  # fmt: skip
+    return page(request, "release.html", release=found, decisions=decisions[::-1], latest=latest,
+                matrix=matrix, suites=suites, evidence=evidence,
+                recorded=board.runs.known(run_ids))  # fmt: skip
 
 
 async def run_list(request: Request) -> Response:
     """The recorded runs, newest first, a page at a time, filtered by device type and rig."""
-    runs = _dashboard(request).runs
+    runs = dashboard(request).runs
     device_type = request.query_params.get("device_type") or None
     rig = request.query_params.get("rig") or None
     number = max(1, _int(request.query_params.get("page"), 1))
     total = runs.count(device_type, rig)
     shown = runs.runs(limit=PAGE, offset=(number - 1) * PAGE, device_type=device_type, rig=rig)
-    return _page(request, "runs.html", runs=shown, page=number, pages=max(1, math.ceil(total / PAGE)),
-                 total=total, device_type=device_type or "", rig=rig or "")  # fmt: skip
+    return page(request, "runs.html", runs=shown, page=number, pages=max(1, math.ceil(total / PAGE)),
+                total=total, device_type=device_type or "", rig=rig or "")  # fmt: skip
 
 
 async def run_page(request: Request) -> Response:
     """One run: its facts, tests and reasons, with links to its files."""
-    run, roots = _run_or_404(request), _dashboard(request).roots
+    run, roots = _run_or_404(request), dashboard(request).roots
     has_allure = files.allowed(run, Path(run.facts.allure), roots) and Path(run.facts.allure).is_dir()
     report = Path(run.facts.artifacts) / "gate" / "summary.html"
     gate_report = files.allowed(run, report, roots) and report.is_file()
-    return _page(request, "run.html", run=run, has_allure=has_allure, gate_report=gate_report,
-                 files_served=bool(roots), no_roots=files.NO_ROOTS)  # fmt: skip
+    return page(request, "run.html", run=run, has_allure=has_allure, gate_report=gate_report,
+                files_served=bool(roots), no_roots=files.NO_ROOTS)  # fmt: skip
 
 
 async def test_console(request: Request) -> Response:
@@ -192,58 +168,59 @@ async def allure(request: Request) -> Response:
     _may_serve(request, run, folder)
     if not folder.is_dir():
         raise HTTPException(404, "this run kept no Allure results")
-    roots = _dashboard(request).roots
+    roots = dashboard(request).roots
     entries = sorted(p for p in folder.iterdir() if p.is_file() and files.allowed(run, p, roots))
-    return _page(request, "allure.html", run=run, entries=entries)
+    return page(request, "allure.html", run=run, entries=entries)
 
 
 async def trend_list(request: Request) -> Response:
-    """The trend plots of every device type with runs."""
-    board = _dashboard(request)
+    """The trend plots of every device type with runs, and each suite's fault score over time."""
+    board = dashboard(request)
     device_types = board.runs.device_types()
-    return _page(request, "trends.html", device_types=device_types,
-                 sections=[_trend(board, dt) for dt in device_types])  # fmt: skip
+    sections = [_trend(board, dt) for dt in device_types]
+    return page(request, "trends.html", device_types=device_types, sections=sections,
+                faults=faults.score_section(board))  # fmt: skip
 
 
 async def trend(request: Request) -> Response:
     """The trend plots of one device type."""
-    board = _dashboard(request)
+    board = dashboard(request)
     device_type = request.path_params["device_type"]
     if device_type not in board.runs.device_types():
         raise HTTPException(404, f"no runs recorded for device type {device_type}")
-    return _page(request, "trends.html", device_types=[device_type], sections=[_trend(board, device_type)])
+    return page(request, "trends.html", device_types=[device_type], sections=[_trend(board, device_type)])
 
 
 async def flaky(request: Request) -> Response:
     """Tests that both passed and failed on one image."""
-    return _page(request, "flaky.html", flaky=_dashboard(request).runs.flaky())
+    return page(request, "flaky.html", flaky=dashboard(request).runs.flaky())
 
 
 async def history(request: Request) -> Response:
     """One test's outcomes over the runs, optionally on one device type."""
     q = request.query_params
-    rows = _dashboard(request).runs.history(q.get("suite", ""), q.get("test", ""), q.get("device_type", ""))
-    return _page(request, "history.html", rows=rows, suite=q.get("suite", ""), test=q.get("test", ""),
-                 device_type=q.get("device_type", ""))  # fmt: skip
+    rows = dashboard(request).runs.history(q.get("suite", ""), q.get("test", ""), q.get("device_type", ""))
+    return page(request, "history.html", rows=rows, suite=q.get("suite", ""), test=q.get("test", ""),
+                device_type=q.get("device_type", ""))  # fmt: skip
 
 
 async def live_list(request: Request) -> Response:
     """The sessions running now."""
-    return _page(request, "live_list.html", running=_alive(_dashboard(request).runs))
+    return page(request, "live_list.html", running=_alive(dashboard(request).runs))
 
 
 async def live(request: Request) -> Response:
     """A running session's live console page, one tab per board."""
-    board = _dashboard(request)
+    board = dashboard(request)
     session = _session(board.runs, request.path_params["run_id"])
     boards = [t.parent.name for t in _transcripts(board, session)]
-    return _page(request, "live.html", session=session, boards=boards, files_served=bool(board.roots),
-                 no_roots=files.NO_ROOTS)  # fmt: skip
+    return page(request, "live.html", session=session, boards=boards, files_served=bool(board.roots),
+                no_roots=files.NO_ROOTS)  # fmt: skip
 
 
 async def live_tail(request: Request) -> Response:
     """What a board's transcript gained since `offset`, for the live console's poll."""
-    board = _dashboard(request)
+    board = dashboard(request)
     session = _session(board.runs, request.path_params["run_id"])
     boards = _transcripts(board, session)
     index = _int(request.query_params.get("board"), 0)
@@ -260,7 +237,7 @@ async def favicon(request: Request) -> Response:
 
 async def not_found(request: Request, exc: Exception) -> Response:
     """Any 404 (or 403: a file the dashboard does not serve), as the dashboard's error page."""
-    board = _dashboard(request)
+    board = dashboard(request)
     detail = getattr(exc, "detail", "not found")
     status = getattr(exc, "status_code", 404)
     return board.templates.TemplateResponse(
@@ -268,26 +245,16 @@ async def not_found(request: Request, exc: Exception) -> Response:
     )
 
 
-def _dashboard(request: Request) -> Dashboard:
-    dashboard: Dashboard = request.app.state.dashboard
-    return dashboard
-
-
-def _page(request: Request, name: str, **context: Any) -> Response:
-    board = _dashboard(request)
-    return board.templates.TemplateResponse(request, name, {"store": board.shown, **context})
-
-
 def _run_or_404(request: Request) -> Run:
     try:
-        return _dashboard(request).runs.get(request.path_params["run_id"])
+        return dashboard(request).runs.get(request.path_params["run_id"])
     except HilError as exc:
         raise HTTPException(404, str(exc)) from None
 
 
 def _may_serve(request: Request, run: Run, path: Path) -> None:
     """Refuse (403 when no artifact root is configured, else 404) a path that is not the run's to show."""
-    roots = _dashboard(request).roots
+    roots = dashboard(request).roots
     if not roots:
         raise HTTPException(403, files.NO_ROOTS)
     if not files.allowed(run, path, roots):

@@ -29,7 +29,7 @@ def test_every_page_answers(url: str, lab: GatedLab) -> None:
     test = urllib.parse.quote("test_smoke::test_time_sync_is_flaky_here")
     run = f"/runs/{lab.failing}"
     for path in ("/", "/rigs", "/releases", f"/releases/{lab.release}", "/runs", run, "/trends",
-                 "/trends/qemux86-64", "/flaky", "/live", f"{run}/allure", f"{run}/transcript/0",
+                 "/trends/qemux86-64", "/flaky", "/live", "/faults", f"{run}/allure", f"{run}/transcript/0",
                  f"{run}/tests/0/console", f"/history?device_type=qemux86-64&suite=smoke&test={test}",
                  ):  # fmt: skip
         status, _, body = fetch(url + path)
@@ -74,6 +74,16 @@ def _facts(lab: GatedLab) -> str:
 
     with sqlite3.connect(lab.lab.store) as db:
         return db.execute("SELECT facts FROM runs WHERE run_id = ?", (lab.failing,)).fetchone()[0]
+
+
+def test_runs_but_no_fault_matrix_the_trends_page_says_how_to_make_one(url: str) -> None:
+    _, _, page = fetch(f"{url}/trends")
+    assert 'id="trend-qemux86-64"' in page  # the runs' plots
+    faults = page[page.index('id="faults"') :]
+    assert "No fault matrix recorded yet: <code>hil faults run --rig RIG</code>" in faults
+    assert "<svg" not in faults
+    _, _, one = fetch(f"{url}/trends/qemux86-64")
+    assert 'id="faults"' not in one  # one device type's trends: its runs only
 
 
 def test_an_unknown_run_is_a_page_saying_so(url: str) -> None:

@@ -41,6 +41,24 @@ def test_the_latest_matrix_of_each_image_and_profile_is_kept_whole(store_url: st
     assert [m.caught for m in store.history()] == [0, 1, 0]
 
 
+def test_a_matrix_is_read_back_by_its_number_and_reads_are_bounded(store_url: str) -> None:
+    store = FaultStore(store_url)
+    assert store.newest() == 0 and store.latest() == [] and store.history() == []
+    numbers = [
+        store.record(_matrix(IMAGE_SHA256, "reference", caught=False)),
+        store.record(_matrix(IMAGE_SHA256, "reference", caught=True)),
+        store.record(_matrix(OTHER_SHA256, "generic", caught=False)),
+    ]
+    assert store.newest() == numbers[-1]
+    found = store.get(numbers[1])
+    assert found is not None and found.id == numbers[1] and found.passed
+    assert found.cells == _matrix(IMAGE_SHA256, "reference", caught=True).cells
+    assert store.get(numbers[-1] + 1) is None and store.get(0) is None
+    assert [m.id for m in store.latest()] == [numbers[2], numbers[1]]  # read back with their numbers
+    assert [m.id for m in store.latest(limit=1)] == [numbers[2]]
+    assert [m.id for m in store.history(limit=2)] == numbers[1:]  # the newest two, oldest first
+
+
 def _record_run(store: RunStore, folder: Path, run_id: str, sha: str, outcomes: dict[str, str]) -> None:
     ids = {case_id("boot", k): v for k, v in outcomes.items()}
     path = write_junit(

@@ -1,6 +1,7 @@
 """Trend plots with one or two runs: each run is a point that shows (a stacked boot plot too), on a time
-axis that fits the runs (their day's hours, not years). The plot's texts are read from matplotlib's
-comments in the SVG, which carry each text it drew as paths."""
+axis that fits the runs (their day's hours, not years); the fault score plot likewise, on an axis of
+shares. The plot's texts are read from matplotlib's comments in the SVG, which carry each text it drew as
+paths."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from dataclasses import replace
 
 import pytest
 
+from hil.faults.matrix import Cell, Matrix
 from hil.runs import trends
 from hil.runs.model import RunSummary
+from hil.web.faults import score_plot
 
 RUN = RunSummary(
     id=1, run_id="r1", started="2026-11-22T06:00:00+00:00", finished="2026-11-22T06:20:00+00:00",
@@ -57,3 +60,18 @@ def test_many_runs_draw_bands_and_lines() -> None:
     drawn = plots(runs)
     assert points(drawn["boot"]) == []  # stacked bands, no points
     assert "Nov" in " ".join(texts(drawn["pass"])) and "2026" in " ".join(texts(drawn["pass"]))
+
+
+def test_a_fault_matrix_is_a_point_per_suite_on_an_axis_of_its_day_and_of_shares() -> None:
+    cells = [Cell("a", "boot", "caught", "t::x"), Cell("b", "boot", "missed", "t::y"),
+             Cell("c", "networking", "caught", "t::z"),
+             Cell("d", "update", "not applicable", "t::u")]  # fmt: skip
+    matrix = Matrix("q", "qemux86-64", "os.img", "ab" * 32, "reference", "run r1", RUN.started, cells=cells)
+    undated = replace(matrix, started="not a time")  # nowhere to put it on the axis: left out
+    svg = score_plot([matrix, undated])
+    assert points(svg) == [2, 2]  # boot (50%) and networking (100%), each a point and its legend's
+    shown = texts(svg)
+    assert "boot" in shown and "networking" in shown and "update" not in shown  # update: none applicable
+    ticks = [t for t in shown if re.fullmatch(r"\d\d:\d\d", t)]
+    assert len(ticks) >= 2 and all("05:00" <= t <= "07:00" for t in ticks), ticks
+    assert [t for t in shown if re.fullmatch(r"-?\d+", t)] == ["0", "20", "40", "60", "80", "100"]
