@@ -34,7 +34,7 @@ class Dashboard:
     templates: Jinja2Templates
     roots: tuple[Path, ...] = ()  # the artifact roots: no run file is served from outside them
     stale_after: float = STALE_AFTER  # a mirrored lease not refreshed for this long is stale
-    plots: dict[tuple[str, int, int], dict[str, str]] = field(default_factory=dict)
+    plots: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (device type, newest run)
     fault_plots: dict[int, tuple[str, int]] = field(default_factory=dict)  # newest -> (plot, matrices)
 
     def rig_rows(self) -> list[lab.RigRow]:

@@ -278,19 +278,23 @@ def _session(runs: RunStore, run_id: str) -> Any:
 
 
 def _trend(board: Dashboard, device_type: str) -> dict[str, Any]:
-    """The plots of one device type, drawn once per state of its runs (a new run draws them anew)."""
+    """The plots of one device type, drawn once per state of its runs: runs are only ever added, so the
+    newest run's number is that state (a new run draws them anew), and the count is kept with them rather
+    than read on every request (it reads every index entry of the device type)."""
     runs, cache = board.runs, board.plots
     newest = runs.runs(limit=trends.SHOWN, device_type=device_type)
-    key = (device_type, runs.count(device_type), newest[0].id if newest else 0)
+    key = (device_type, newest[0].id if newest else 0)
     if key not in cache:
         ordered = newest[::-1]
         cache[key] = {
             "boot": trends.boot_plot(device_type, ordered),
             "suites": trends.suite_plot(device_type, ordered),
             "pass": trends.pass_plot(device_type, ordered),
+            "count": runs.count(device_type),
         }
-    return {"device_type": device_type, "plots": cache[key], "versions": trends.versions(newest),
-            "runs": key[1]}  # fmt: skip
+    plots = cache[key]
+    return {"device_type": device_type, "plots": plots, "versions": trends.versions(newest),
+            "runs": plots["count"]}  # fmt: skip
 
 
 def _matrix(
