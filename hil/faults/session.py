@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hil.lab.suites import session_args
+from hil.util.hostproc import terminate
 
 # How long a session asked to stop (SIGTERM) may take to power its boards off before it is killed.
 STOP_GRACE = 120.0
@@ -50,15 +51,9 @@ def run_session(session: Session, timeout: float) -> Ended:
         try:
             status: int | None = child.wait(timeout)
         except subprocess.TimeoutExpired:
-            child.terminate()
-            try:
-                child.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            terminate(child, STOP_GRACE)
             status = None
         except BaseException:  # Ctrl-C: the child got it too; let it stop its boards
-            child.terminate()
-            child.wait(STOP_GRACE)
+            terminate(child, STOP_GRACE)
             raise
     return Ended(status, time.monotonic() - start)

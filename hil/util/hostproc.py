@@ -68,3 +68,14 @@ class GroupWatchdog:
         """Kill whatever is left in the group and reap its leader."""
         os.close(self._write_end)
         self._leader.wait()
+
+
+def terminate(proc: subprocess.Popen, grace: float) -> None:
+    """Ask a child to stop (SIGTERM: it may clean up, e.g. power its boards off), and kill it if it is
+    still there after `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hil.errors import HilError
-from hil.util.hostproc import GroupWatchdog, die_with_parent
+from hil.util.hostproc import GroupWatchdog, die_with_parent, terminate
 
 log = logging.getLogger("hil.services")
 
@@ -70,12 +70,7 @@ class ServerProcess:
         group, self._group = self._group, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc, grace)
         if group is not None:
             group.close()
 
