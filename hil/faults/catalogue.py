@@ -3,7 +3,8 @@
 A catalogue is found in every directory OS profiles are looked up in ($HIL_OS_DIR, ./os, hil's own), so a
 team adds faults for its OS in `os/faults/myos.yaml` beside `os/myos.yaml`, and an OS that extends
 `generic` gets generic's faults too. A name defined twice means the first found: the profile's own
-catalogue before those of the profiles it extends, a user's directory before hil's.
+catalogue before those of the profiles it extends, a user's directory before hil's; a name set to null
+takes an inherited fault away (`root-read-only: null`: this OS has no such thing to break).
 """
 
 from __future__ import annotations
@@ -27,22 +28,26 @@ def catalogue_files(profile: OsProfile) -> list[Path]:
     return found
 
 
-def load_file(path: Path) -> list[NamedFault]:
-    """The faults one file defines; an error names the file, line and field."""
+def load_file(path: Path) -> dict[str, NamedFault | None]:
+    """The faults one file defines, by name; None for a name it sets to null (this OS has no such fault,
+    whatever a profile it extends says). An error names the file, line and field."""
     data, lines = yamlconf.read_yaml(path, FaultError)
     if data is None:
-        return []
-    faults = yamlconf.validate(dict[FaultName, Fault], data, lines, path, FaultError)
-    return [NamedFault(name=name, source=str(path), fault=fault) for name, fault in faults.items()]
+        return {}
+    faults = yamlconf.validate(dict[FaultName, Fault | None], data, lines, path, FaultError)
+    return {
+        name: NamedFault(name=name, source=str(path), fault=fault) if fault is not None else None
+        for name, fault in faults.items()
+    }
 
 
 def load_catalogue(profile: OsProfile) -> list[NamedFault]:
-    """Every fault for `profile`, each name once."""
-    chosen: dict[str, NamedFault] = {}
+    """Every fault for `profile`, each name once, the first definition found winning."""
+    chosen: dict[str, NamedFault | None] = {}
     for path in catalogue_files(profile):
-        for named in load_file(path):
-            chosen.setdefault(named.name, named)
-    return list(chosen.values())
+        for name, named in load_file(path).items():
+            chosen.setdefault(name, named)
+    return [named for named in chosen.values() if named is not None]
 
 
 def not_applicable(fault: Fault, profile: OsProfile) -> str | None:

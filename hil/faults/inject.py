@@ -103,9 +103,15 @@ def _apply(change: Edit, profile: OsProfile, image: Path) -> list[str]:
             done += _apply_at(change, image, place, where)
         except ImageError as exc:
             raise NotInjected(f"{where}: {exc}") from None
+    if not done and change.replace is not None and _found(image, profile, change.path):
+        raise NotInjected(f"{change.path}: the text to replace is not in it ({change.replace.old[:60]!r})")
     if not done:
         raise NotInjected(f"{change.path}: not in the image where OS profile {profile.name!r} puts it")
     return done
+
+
+def _found(image: Path, profile: OsProfile, path: str) -> bool:
+    return any(edit.stat(image, p.number, p.path) for p in _ext(image, profile, path))
 
 
 def _apply_at(change: Edit, image: Path, place: Place, where: str) -> list[str]:

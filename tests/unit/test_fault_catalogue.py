@@ -38,9 +38,12 @@ def test_every_shipped_fault_names_a_test_its_suite_has() -> None:
 
 
 def test_a_profile_gets_the_faults_of_the_profile_it_extends() -> None:
-    rauc = {f.name for f in load_catalogue(load_profile("rauc"))}
+    rauc = {f.name: f.source for f in load_catalogue(load_profile("rauc"))}
     generic = {f.name for f in load_catalogue(load_profile("generic"))}
-    assert generic < rauc and "updater-wipes-data" in rauc
+    assert generic - {"root-read-only"} < set(rauc) and "updater-wipes-data" in rauc
+    assert rauc["time-service-masked"].endswith("generic.yaml")  # inherited as it is
+    assert rauc["unit-fails"].endswith("rauc.yaml")  # its own definition wins
+    assert "root-read-only" not in rauc  # set to null: taken away
 
 
 def test_a_users_catalogue_beside_their_profile_adds_and_overrides(
