@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from hil.store.url import STORE_HELP
+from hil.store.help import STORE_HELP
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

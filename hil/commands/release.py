@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hil.commands.runs import build_tag
 from hil.errors import HilError
-from hil.release.api import gate_release, recorded_runs
-from hil.release.balena_store import BalenaStore
-from hil.release.sqlite_store import SqliteStore
-from hil.release.store import ReleaseImage, ReleaseStore, checked_device_type, checked_version
-from hil.store.url import STORE_HELP
+from hil.store.help import STORE_HELP
+
+if TYPE_CHECKING:
+    from hil.release.store import ReleaseImage, ReleaseStore
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -75,12 +75,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace) -> ReleaseStore:
+    from hil.release.balena_store import BalenaStore
+    from hil.release.sqlite_store import SqliteStore
+
     if getattr(args, "balena", False) or getattr(args, "balena_api", None):
         return BalenaStore(args.balena_api)
     return SqliteStore(args.store)
 
 
 def _create(args: argparse.Namespace) -> int:
+    from hil.release.sqlite_store import SqliteStore
+    from hil.release.store import checked_device_type, checked_version
+
     version = checked_version(args.version)
     images = named_images(version, [checked_device_type(dt) for dt in args.device_types], args.images)
     release = SqliteStore(args.store).create(version, images)
@@ -95,6 +101,7 @@ def named_images(version: str, device_types: list[str], given: list[str]) -> dic
     for another device type or version than the release."""
     from hil.images.device_type import read_info
     from hil.images.hash import image_sha256
+    from hil.release.store import ReleaseImage
 
     images: dict[str, ReleaseImage] = {}
     for arg in given:
@@ -117,6 +124,8 @@ def named_images(version: str, device_types: list[str], given: list[str]) -> dic
 
 
 def _list(args: argparse.Namespace) -> int:
+    from hil.release.sqlite_store import SqliteStore
+
     for r in SqliteStore(args.store).releases():
         finalized = f"  final since {r.finalized_at}" if r.finalized_at else ""
         types = ",".join(r.device_types)
@@ -125,6 +134,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from hil.release.sqlite_store import SqliteStore
+
     store = _store(args)
     r = store.get(args.release_id)
     print(f"release {r.id}: version {r.version}, status {r.status}")
@@ -145,6 +156,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _gate(args: argparse.Namespace) -> int:
     from hil.lab.suites import suite_paths
+    from hil.release.api import gate_release, recorded_runs
     from hil.release.catalog import collect
     from hil.release.policy import load_policy
     from hil.runs.store import RunStore
@@ -179,5 +191,7 @@ def _gate(args: argparse.Namespace) -> int:
 
 
 def _evidence(args: argparse.Namespace) -> int:
+    from hil.release.sqlite_store import SqliteStore
+
     print(json.dumps(SqliteStore(args.store).evidence(args.release_id), indent=2, sort_keys=True))
     return 0

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from hil.errors import HilError
-from hil.lab.rig import available, load_rig
 
 EXIT_KEY = b"\x1d"  # Ctrl-]
 _SECRET = re.compile(r"(^|_)(psk|password|passphrase|secret|token|api_key)$", re.IGNORECASE)
@@ -86,6 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     from hil.lab.pool import health, leases
+    from hil.lab.rig import available, load_rig
 
     print(f"{'rig':22} {'kind':8} {'device type':18} {'leased by':34} health")
     for name in sorted(available()):
@@ -104,6 +104,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     import json
+
+    from hil.lab.rig import load_rig
 
     rig = load_rig(args.name)
     print(f"# {rig.path}")

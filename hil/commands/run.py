@@ -10,9 +10,6 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
 
-from hil.lab.pool import POOL_PREFIX, lease_count, require_healthy, rig_for
-from hil.lab.suites import auto_boards, session_args, suite_paths
-
 log = logging.getLogger("hil.run")
 
 
@@ -62,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from hil.dut.boards import preflight
     from hil.dut.provision import resolve_image
+    from hil.lab.pool import POOL_PREFIX, lease_count, require_healthy, rig_for
+    from hil.lab.suites import auto_boards, session_args, suite_paths
 
     rig = rig_for(args.rig)  # a pool's first rig: its device type chooses the image for all of them
     if not args.rig.startswith(POOL_PREFIX) and not args.force:

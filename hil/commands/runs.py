@@ -3,13 +3,14 @@ artifacts while the store was unreachable, recorded now."""
 
 from __future__ import annotations
 
+# Start-up speed: each command imports what it runs inside its function, so `hil --help` loads none of it.
 import argparse
 from pathlib import Path
 
 from hil.errors import HilError
-from hil.runs.kept import KEPT, kept_file, load
-from hil.runs.store import AlreadyRecorded, RunStore
-from hil.store.url import STORE_HELP
+from hil.store.help import STORE_HELP
+
+KEPT = "hil-run-record.json"  # hil.runs.kept's file, named here for --help
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +46,8 @@ def build_tag(text: str) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from hil.runs.store import RunStore
+
     store = RunStore(args.store)
     runs = store.runs(limit=args.limit, device_type=args.device_type, rig=args.rig, build_tag=args.build_tag)
     print(
@@ -62,6 +65,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from hil.runs.store import RunStore
+
     run = RunStore(args.store).get(args.run_id)
     facts = run.facts
     print(
@@ -95,6 +100,9 @@ def _show(args: argparse.Namespace) -> int:
 def _push(args: argparse.Namespace) -> int:
     """Record the run kept in DIR; once recorded (now, or already with the same JUnit file), the kept file
     goes."""
+    from hil.runs.kept import kept_file, load
+    from hil.runs.store import AlreadyRecorded, RunStore
+
     path = kept_file(args.directory)
     run, junit, meant = load(args.directory)
     store = RunStore(args.store)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hil.store.url import STORE_HELP
+from hil.store.help import STORE_HELP
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hil.errors import HilError
-from hil.lab.rig import Rig
 from hil.util.paths import project_dirs
+
+if TYPE_CHECKING:
+    from hil.lab.rig import Rig
 
 
 def suite_paths(names: list[str] | None) -> list[Path]:

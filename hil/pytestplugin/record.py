@@ -30,7 +30,8 @@ from hil.runs.kept import record_or_keep
 from hil.runs.record import SessionInfo, run_from_junit
 from hil.runs.store import RunStore
 from hil.store.db import RETRY_SECONDS, StoreConnectionError
-from hil.store.url import STORE_HELP, StoreUrl, store_url
+from hil.store.help import STORE_HELP
+from hil.store.url import StoreUrl, store_url
 
 _URL = pytest.StashKey[StoreUrl]()
 _STORE = pytest.StashKey[RunStore | None]()  # None: unreachable at the start

@@ -23,7 +23,7 @@ from hil.runs.store import RunStore
 from hil.store.db import StoreConnectionError
 from hil.store.url import StoreUrl
 
-KEPT = "hil-run-record.json"
+KEPT = "hil-run-record.json"  # hil.commands.runs names it too, for --help without importing this
 _FORMAT = 1
 
 

@@ -20,11 +20,6 @@ from sqlalchemy.exc import ArgumentError
 from hil.errors import HilError
 from hil.util.paths import cache_dir
 
-# What `--help` says: the variables' names, never their values (a URL in them may carry a password).
-STORE_HELP = (
-    "the store: a sqlite file, sqlite:///PATH or postgresql://USER@HOST/DB (default: $HIL_STORE, else "
-    "$HIL_RELEASE_STORE, else <cache>/releases.sqlite)"
-)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _SECRET_KEYS = ("password", "sslpassword")
 MASK = "***"
