@@ -8,9 +8,8 @@ import argparse
 from pathlib import Path
 
 from hil.errors import HilError
+from hil.runs.model import KEPT
 from hil.store.help import STORE_HELP
-
-KEPT = "hil-run-record.json"  # hil.runs.kept's file, named here for --help
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ from hil.drivers.capabilities import PowerRelay, SdMuxControl, SerialLine, provi
 from hil.dut.boards import Board
 from hil.dut.dut import Dut, State
 from hil.errors import HilError
+from hil.lab.lab_store import CONSOLE_KEPT
 from hil.lab.pool import record_health
 
 
@@ -93,10 +94,6 @@ def check_rig(dut: Dut, image: Path | None) -> list[Step]:
     return steps
 
 
-# Of a check's console, the end is kept with its verdict in the store: where it failed.
-CONSOLE_TAIL = 1 << 20
-
-
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -105,10 +102,11 @@ def _size(path: Path) -> int:
 
 
 def _printed_since(transcript: Path, began: int) -> bytes | None:
-    """What the console printed since offset `began` (its last CONSOLE_TAIL bytes); None when silent."""
+    """What the console printed since offset `began` (no more than the store keeps of it: its end, where a
+    failure shows); None when silent."""
     try:
         with transcript.open("rb") as f:
-            f.seek(max(began, f.seek(0, 2) - CONSOLE_TAIL))
+            f.seek(max(began, f.seek(0, 2) - CONSOLE_KEPT))
             return f.read() or None
     except OSError:
         return None

@@ -18,12 +18,11 @@ from typing import Any
 
 from hil.errors import HilError
 from hil.results.model import MAX_JUNIT_BYTES, Unreadable, read_bounded
-from hil.runs.model import Run, RunFacts, TestResult
+from hil.runs.model import KEPT, Run, RunFacts, TestResult
 from hil.runs.store import RunStore
 from hil.store.db import StoreConnectionError
 from hil.store.url import StoreUrl
 
-KEPT = "hil-run-record.json"  # hil.commands.runs names it too, for --help without importing this
 _FORMAT = 1
 
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from hil.results.model import ERROR, FAILED, PASSED, SKIPPED
 
+# The file a run is kept in, beside its artifacts, while its store cannot be reached (hil.runs.kept).
+KEPT = "hil-run-record.json"
+
 
 @dataclass(frozen=True)
 class TestResult:
