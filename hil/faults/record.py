@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, func, insert, select, tuple_
 
 from hil.faults.matrix import Cell, Matrix
 from hil.results.model import PASSED
@@ -77,18 +77,28 @@ class FaultStore:
         ]  # fmt: skip
 
     def healthy_run(self, image_sha256: str, wanted: set[tuple[str, str]]) -> str | None:
-        """A recorded run of this image in which every (suite, test) of `wanted` passed, newest; its id."""
+        """A recorded run of this image (among its newest CONTROL_LOOKBACK) in which every (suite, test) of
+        `wanted` passed, newest; its id. One query: the runs whose passed tests include all of `wanted`."""
+        if not wanted:
+            return None
+        newest = (
+            select(runs.c.id).where(runs.c.image_sha256 == image_sha256)
+            .order_by(runs.c.id.desc()).limit(CONTROL_LOOKBACK).subquery()
+        )  # fmt: skip
+        named = tests.c.suite + "\n" + tests.c.test  # a test id has no newline: one value per (suite, test)
+        query = (
+            select(runs.c.run_id)
+            .join(tests, tests.c.run == runs.c.id)
+            .where(
+                runs.c.id.in_(select(newest.c.id)),
+                tests.c.outcome == PASSED,
+                tuple_(tests.c.suite, tests.c.test).in_(sorted(wanted)),
+            )
+            .group_by(runs.c.id, runs.c.run_id)
+            .having(func.count(func.distinct(named)) == len(wanted))
+            .order_by(runs.c.id.desc())
+            .limit(1)
+        )
         with self.db.transaction(read_only=True) as db:
-            candidates = db.execute(
-                select(runs.c.id, runs.c.run_id).where(runs.c.image_sha256 == image_sha256)
-                .order_by(runs.c.id.desc()).limit(CONTROL_LOOKBACK)
-            ).all()  # fmt: skip
-            for row_id, run_id in candidates:
-                passed = db.execute(
-                    select(tests.c.suite, tests.c.test).where(
-                        tests.c.run == row_id, tests.c.outcome == PASSED
-                    )
-                ).all()
-                if wanted <= {(suite, test) for suite, test in passed}:
-                    return str(run_id)
-        return None
+            found = db.execute(query).scalar()
+        return str(found) if found is not None else None
