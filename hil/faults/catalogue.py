@@ -53,10 +53,12 @@ def load_catalogue(profile: OsProfile) -> list[NamedFault]:
 def not_applicable(fault: Fault, profile: OsProfile) -> str | None:
     """Why `fault` does not apply to an OS with `profile` (a feature it lacks), or None when it does."""
     lacking = sorted(f for f in fault.needs if not profile.has(f))
-    if fault.bundles and not profile.has("ab-update"):
+    if (fault.bundles or fault.bundle_edits) and not profile.has("ab-update"):
         lacking.insert(0, "ab-update")
     if lacking:
         return f"OS profile {profile.name!r} does not " + "; nor ".join(FEATURES[f] for f in lacking)
+    if fault.bundle_edits and profile.update is not None and profile.update.repack is None:
+        return f"OS profile {profile.name!r} does not say how its bundles are rebuilt (update.repack)"
     return None
 
 

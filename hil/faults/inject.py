@@ -3,8 +3,10 @@ file systems, a raw window onto qcow2), and check every change reads back.
 
 Where a path lands comes from the OS profile's layout: the partition mounted at the longest prefix of the
 path, and for a root (every A/B slot) each slot that holds a file system; a profile that names no
-partitions means every ext partition of the image. An edit that finds nothing to change where the profile
-says (the file is not there, the text to replace is not in it) is NotInjected, never a fault in place.
+partitions means every ext partition of the image. A bundle's edits land in the root it carries (a path on
+another partition is not in it), and the bundle is rebuilt beside the copy (hil.faults.repack). An edit
+that finds nothing to change where the profile says (the file is not there, the text to replace is not in
+it) is NotInjected, never a fault in place.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import yaml
 
 from hil.errors import FaultError, ImageError
 from hil.faults.model import Edit, Fault
+from hil.faults.repack import rebuild
 from hil.images import edit
-from hil.lab.bundles import bundles_beside, load_bundles
-from hil.os.model import OsProfile
+from hil.lab.bundles import bundle_beside, bundles_beside, load_bundles
+from hil.os.model import BundleRole, OsProfile
 
 STUB = b"#!/bin/sh\n# hil faults: this program was replaced by one that exits 0 and does nothing\nexit 0\n"
 
@@ -74,12 +77,18 @@ def places(image: Path, profile: OsProfile, path: str) -> list[Place]:
     return [Place(number, inner) for mount, number in mounted if mount == longest]
 
 
-def inject(fault: Fault, profile: OsProfile, image: Path) -> list[str]:
-    """Apply `fault`'s edits to `image` (a copy), each checked; what was done, one line an edit."""
+def inject(fault: Fault, profile: OsProfile, image: Path, image_dir: Path) -> list[str]:
+    """Apply `fault`'s edits to `image` (a copy) and to the bundles beside it, each checked; what was
+    done, one line an edit. `image_dir`: the original image's directory (its keys, for re-signing)."""
     for required in fault.requires:
         if not any(edit.stat(image, p.number, p.path) for p in _ext(image, profile, required)):
             raise NotInjected(f"{required} is not in the image where OS profile {profile.name!r} puts it")
-    return [line for change in fault.edits for line in _apply(change, profile, image)]
+    done = [
+        line for change in fault.edits for line in _apply(change, image, _ext(image, profile, change.path))
+    ]
+    for role, edits in fault.bundle_edits.items():
+        done += _rebuild(role, edits, profile, image, image_dir)
+    return done
 
 
 def _ext(image: Path, profile: OsProfile, path: str) -> list[Place]:
@@ -94,24 +103,67 @@ def _ext(image: Path, profile: OsProfile, path: str) -> list[Place]:
     return [p for p in chosen if not found[p.number]]
 
 
-def _apply(change: Edit, profile: OsProfile, image: Path) -> list[str]:
+def _in_root(profile: OsProfile, path: str) -> list[Place]:
+    """Where `path` lies in a bundle's root file system; NotInjected when the profile puts it on a
+    partition that is not a root slot, which no bundle carries."""
+    target = PurePosixPath(path)
+    mounts = {PurePosixPath(p.mount): p.holds for p in profile.layout.partitions.values() if p.mount}
+    longest = max((m for m in mounts if target.is_relative_to(m)), key=lambda m: len(m.parts), default=None)
+    if longest is not None and mounts[longest] != "slot":
+        raise NotInjected(
+            f"{path} is on the {mounts[longest]} partition ({longest}), which an update does not carry"
+        )
+    inner = target.relative_to(longest) if longest is not None else target.relative_to("/")
+    return [Place(edit.WHOLE, str(PurePosixPath("/", inner)))]
+
+
+def _rebuild(
+    role: BundleRole, edits: tuple[Edit, ...], profile: OsProfile, image: Path, image_dir: Path
+) -> list[str]:
+    """The `role` bundle beside the copy, rebuilt with `edits` made to its root; the bundles file (or the
+    bundle beside the image) then names the rebuilt one."""
+    bundles = bundles_beside(image)
+    named = load_bundles(bundles).roles if bundles else {}
+    beside = bundle_beside(image) if role == "good" and bundles is None else None
+    original = named.get(role) or beside
+    if original is None:
+        raise NotInjected(f"the image has no {role} bundle beside it to change")
+    assert profile.update is not None and profile.update.repack is not None  # see not_applicable
+    out = image.parent / f"fault-{role}-{original.name}"
+    whom = f"the {role} bundle's root"
+
+    def change(root: Path) -> list[str]:
+        return [line for e in edits for line in _apply(e, root, _in_root(profile, e.path), whom)]
+
+    try:
+        done = rebuild(original.resolve(), out, profile.update.repack, image_dir, change)
+    except (FaultError, ImageError) as exc:
+        if isinstance(exc, NotInjected):
+            raise
+        raise NotInjected(f"the {role} bundle could not be rebuilt: {exc}") from None
+    if beside is not None:
+        out.replace(beside)  # the link to the original becomes the rebuilt bundle
+    else:
+        assert bundles is not None
+        data = yaml.safe_load(bundles.read_text())
+        bundles.write_text(yaml.safe_dump({**data, role: str(out)}))
+    return [*done, f"rebuilt the {role} bundle ({original.name}) with {len(done)} change(s)"]
+
+
+def _apply(change: Edit, image: Path, spots: list[Place], whom: str = "") -> list[str]:
     """One edit, in every place it applies; NotInjected when it applies nowhere."""
     done: list[str] = []
-    for place in _ext(image, profile, change.path):
-        where = f"{change.path} (partition {place.number})"
+    for place in spots:
+        where = f"{change.path} ({whom or f'partition {place.number}'})"
         try:
             done += _apply_at(change, image, place, where)
         except ImageError as exc:
             raise NotInjected(f"{where}: {exc}") from None
-    if not done and change.replace is not None and _found(image, profile, change.path):
+    if not done and change.replace is not None and any(edit.stat(image, p.number, p.path) for p in spots):
         raise NotInjected(f"{change.path}: the text to replace is not in it ({change.replace.old[:60]!r})")
     if not done:
-        raise NotInjected(f"{change.path}: not in the image where OS profile {profile.name!r} puts it")
+        raise NotInjected(f"{change.path}: not in {whom or 'the image where the OS profile puts it'}")
     return done
-
-
-def _found(image: Path, profile: OsProfile, path: str) -> bool:
-    return any(edit.stat(image, p.number, p.path) for p in _ext(image, profile, path))
 
 
 def _apply_at(change: Edit, image: Path, place: Place, where: str) -> list[str]:

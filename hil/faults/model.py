@@ -13,7 +13,14 @@ catch it with which failure message.
 
 Edits name paths as the running OS sees them; where each lands (which partition, every A/B slot) comes
 from the OS profile's layout. The edits are a closed set: write, replace, stub, link, remove. A fault may
-instead (or as well) have the suites install one bundle in the place of another (`bundles`), by role.
+instead (or as well) have the suites install one bundle in the place of another (`bundles`), by role, or
+change the root a bundle carries (`bundle_edits`: the same edits, made in the OS the update installs,
+the bundle then rebuilt and signed again as the profile's `update.repack` says):
+
+    update-never-commits:
+      bundle_edits:
+        good:                                # the bundle the update suite installs and expects to land
+          - replace: {path: /usr/lib/hil/health-check, old: "bootenv_save && say", new: "false && say"}
 """
 
 from __future__ import annotations
@@ -112,12 +119,18 @@ class Fault(_Strict):
     bundles: dict[BundleRole, BundleRole] = Field(
         default_factory=dict, description="role -> the role whose bundle plays it (good: kernel-panics)"
     )
+    bundle_edits: dict[BundleRole, tuple[Edit, ...]] = Field(
+        default_factory=dict, description="role -> edits to the root its bundle installs"
+    )
     caught_by: Catch
 
     @model_validator(mode="after")
     def _does_something(self) -> Fault:
-        if not self.edits and not self.bundles:
-            raise ValueError("a fault needs edits, bundles, or both")
+        if not self.edits and not self.bundles and not any(self.bundle_edits.values()):
+            raise ValueError("a fault needs edits, bundles, bundle_edits, or some of them")
+        both = sorted(set(self.bundles) & set(self.bundle_edits))
+        if both:
+            raise ValueError(f"bundle role {both[0]} is both swapped (bundles) and edited (bundle_edits)")
         return self
 
     def catches(self, suite: str, test: str, message: str) -> bool:

@@ -170,7 +170,7 @@ def _one(named: NamedFault, rig: Rig, options: Options, say: Callable[[str], Non
     try:
         image = copy_image(options.image, copies)
         try:
-            done = inject(named.fault, rig.profile, image) if named.fault.edits else []
+            done = inject(named.fault, rig.profile, image, options.image.resolve().parent)
         except NotInjected as exc:
             say(f"hil faults: {named.name}: NOT INJECTED: {exc}")
             return _cell(named, "not injected", str(exc))

@@ -5,8 +5,10 @@ image is edited where it lies (`image@@offset` for mtools, `image?offset=` for d
 (a board's overlay) is edited on a sparse raw copy of the one partition, read through a raw window onto
 the qcow2 (`qemu-img convert --image-opts driver=raw,offset=,size=`), and only the 64 KiB blocks that
 changed go back through the same window (`qemu-io write -s`). So an overlay grows by what changed, its
-base never does, and no write can stray outside the partition. One helper serves provisioning
-(config.json onto the boot partition) and anything later that must change an image's files.
+base never does, and no write can stray outside the partition. Partition number WHOLE (0) is the whole
+file: a bare ext file system, as an update bundle carries its root. One helper serves provisioning
+(config.json onto the boot partition), fault injection, and anything later that must change an image's
+files.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hil.errors import ImageError, ToolMissing
 from hil.images.partitions import Partition, partitions
 
 BLOCK = 64 << 10
+WHOLE = 0  # the "partition" that is the whole file: a bare file system with no partition table
 MIB = 1 << 20
 _MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
 
@@ -89,7 +92,12 @@ def partitions_of(disk: Path) -> list[Partition]:
 
 
 def partition_of(disk: Path, number: int) -> Partition:
-    """Partition `number` (1-based) of a raw or qcow2 disk image."""
+    """Partition `number` (1-based) of a raw or qcow2 disk image; WHOLE: all of a raw file, as one ext
+    file system."""
+    if number == WHOLE:
+        if _format(disk) != "raw":
+            raise ImageError(f"{disk} is not a raw file: a bare file system is edited as a raw one")
+        return Partition(WHOLE, 0, disk.stat().st_size, fat=False)
     found = {p.number: p for p in partitions_of(disk)}
     if number not in found:
         have = ", ".join(map(str, sorted(found))) or "none"

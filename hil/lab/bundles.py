@@ -62,6 +62,13 @@ def load_bundles(path: Path) -> Bundles:
     return Bundles(roles, loaded.version)
 
 
+def bundle_beside(image: Path) -> Path | None:
+    """The update bundle hil's reference builder puts beside an image (`os.img` -> `os.bundle.tar`): the
+    good bundle, when no bundles file names one."""
+    path = image.with_name(image.name.removesuffix(".img") + ".bundle.tar")
+    return path if path.is_file() else None
+
+
 def bundles_beside(image: Path) -> Path | None:
     """The bundles file beside an image (`os.img` -> `os.bundles.yaml`), when there is one."""
     path = image.with_name(image.name.split(".img")[0] + ".bundles.yaml")

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    model_validator,
+)
 
 from hil.errors import CredentialsError
 from hil.os.shell import Command, Regex, template
@@ -257,6 +266,26 @@ class UpdateBounds(_Group):
     rollback_health: PositiveFloat
 
 
+def _inside(path: str) -> str:
+    if path.startswith("/") or ".." in path.split("/") or not path.strip():
+        raise ValueError("a path inside the unpacked bundle: relative, without `..`")
+    return path
+
+
+class Repack(_Group):
+    """How `hil faults` rebuilds one of this updater's bundles with a changed root. The commands run on
+    the host, not the DUT, in an empty working directory, with what they work on in the environment:
+    HIL_BUNDLE (the bundle), HIL_CONTENT (the directory to unpack into and pack from), HIL_OUT (the
+    bundle to write) and HIL_IMAGE_DIR (the image's directory, where hil keeps its own images' keys).
+    The pack command signs the bundle as the release process would."""
+
+    unpack: Command
+    rootfs: Annotated[str, AfterValidator(_inside)] = Field(
+        description="the root file system image (ext2/3/4) in HIL_CONTENT, e.g. rootfs.ext4"
+    )
+    pack: Command
+
+
 class Update(_Group):
     """Host OS updates into the other root partition, with rollbacks."""
 
@@ -279,6 +308,11 @@ class Update(_Group):
         description="what the update command says when it refuses each kind of bad bundle",
     )
     bounds: UpdateBounds
+    repack: Literal["hil"] | Repack | None = Field(
+        None,
+        description="how hil faults rebuilds a bundle with a changed root: `hil` (hil's own format) or "
+        "commands; null: faults in the update itself do not apply",
+    )
 
     @model_validator(mode="after")
     def _rollbacks_show(self) -> Update:

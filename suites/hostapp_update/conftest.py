@@ -25,11 +25,11 @@ from hil.dut import Dut
 from hil.dut.provision import image_version
 from hil.errors import ImageError
 from hil.images.arch import for_device_type, of_device_type
-from hil.images.builders.bundle import make_foreign_bundle, truncate_bundle
 from hil.images.builders.reference import build_reference
 from hil.images.bundles import BundleInfo, read_bundle
 from hil.images.hash import image_sha256
-from hil.lab.bundles import Bundles
+from hil.images.hil_bundle import make_foreign_bundle, truncate_bundle
+from hil.lab.bundles import Bundles, bundle_beside
 from hil.lab.rig import VIRTUAL_KINDS, Rig
 from hil.os.model import BundleRole
 
@@ -56,9 +56,9 @@ def previous_version(version: str) -> str:
 
 
 def _bundle_beside(disk: Path) -> Path:
-    bundle = disk.with_name(disk.name.removesuffix(".img") + ".bundle.tar")
-    if not bundle.is_file():
-        raise ImageError(f"image {disk} has no update bundle beside it ({bundle.name}); pass --update-bundle")
+    bundle = bundle_beside(disk)
+    if bundle is None:
+        raise ImageError(f"image {disk} has no update bundle beside it (.bundle.tar); pass --update-bundle")
     return bundle
 
 

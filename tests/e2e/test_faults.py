@@ -1,6 +1,7 @@
 """`hil faults run` end to end: real faults injected into copies of the reference and the plain Debian
-images, each caught by the test its catalogue names with the failure it names; a user's own faults beside
-the profile judged as missed or not injected; a recorded healthy run standing as the control next time."""
+images (and into the reference image's update bundle, rebuilt), each caught by the test its catalogue
+names with the failure it names; a user's own faults beside the profile judged as missed or not injected;
+a recorded healthy run standing as the control next time."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from hil.faults.record import FaultStore
 from hil.images.builders.debian import build_debian
+from hil.lab.bundles import bundle_beside
 from tests.support.e2e import ROOT, leftover_disks, pytest_env, qemu_pids, reference_disk
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
@@ -57,11 +59,14 @@ def _nothing_left(tmp: Path, art: Path) -> None:
 @pytest.mark.timeout(1800)
 def test_reference_faults_are_caught_and_a_users_own_faults_are_judged(tmp_path: Path) -> None:
     image = reference_disk()
-    before = _sha(image)
+    bundle = bundle_beside(image)
+    assert bundle is not None
+    before, bundle_before = _sha(image), _sha(bundle)
     (tmp_path / "os" / "faults").mkdir(parents=True)
     (tmp_path / "os" / "faults" / "reference.yaml").write_text(USER_FAULTS)
     art = tmp_path / "art"
-    names = ["time-service-missing", "data-not-mounted", "hostname-ignored", "motd-only", "not-there"]
+    names = ["time-service-missing", "data-not-mounted", "hostname-ignored", "update-wipes-data", "motd-only",
+             "not-there"]  # fmt: skip
     out = _faults(tmp_path, "--artifacts", str(art), *(f"--fault={n}" for n in names),
                   env={"HIL_OS_DIR": str(tmp_path / "os")})  # fmt: skip
     _nothing_left(tmp_path, art)
@@ -74,13 +79,15 @@ def test_reference_faults_are_caught_and_a_users_own_faults_are_judged(tmp_path:
     assert "the hostname is 'hil-dut', not" in cells["hostname-ignored"]["line"]
     assert {n: c["outcome"] for n, c in cells.items()} == {
         "time-service-missing": "caught", "data-not-mounted": "caught", "hostname-ignored": "caught",
-        "motd-only": "missed", "not-there": "not injected",
+        "update-wipes-data": "caught", "motd-only": "missed", "not-there": "not injected",
     }  # fmt: skip
     assert cells["motd-only"]["line"] == "passed"
     assert "motd-only: MISSED (boot test_boot::test_boots_to_ssh): passed" in out.stdout
-    assert "score: boot 3/5" in out.stdout and (art / "summary.html").is_file()
+    assert "the data partition lost /mnt/data/hil-update-canary" in cells["update-wipes-data"]["line"]
+    assert "score: boot 3/5, hostapp_update 1/1" in out.stdout and (art / "summary.html").is_file()
     assert _sha(image) == before, "a fault reached the image under test itself"
-    assert FaultStore(tmp_path / "store.sqlite").latest()[0].caught == 3
+    assert _sha(bundle) == bundle_before, "a fault reached the update bundle beside the image"
+    assert FaultStore(tmp_path / "store.sqlite").latest()[0].caught == 4
     # The control was run and recorded: a second run of the same image needs none.
     again = _faults(tmp_path, "--artifacts", str(tmp_path / "again"), "--fault=time-service-missing")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

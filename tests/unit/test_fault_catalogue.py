@@ -149,7 +149,7 @@ def test_edits_land_in_every_slot_and_read_back(tmp_path: Path) -> None:
         ),
         caught_by=_fault().caught_by,
     )  # type: ignore[arg-type]
-    done = inject(fault, load_profile("reference"), disk)
+    done = inject(fault, load_profile("reference"), disk, disk.parent)
     assert len(done) == 10  # five edits, two slots
     for slot in (2, 3):
         assert edit.read_file(disk, slot, "/usr/sbin/chronyd") == STUB
@@ -176,7 +176,7 @@ def test_a_fault_that_finds_nothing_to_change_is_not_injected(tmp_path: Path, ch
     before = disk.read_bytes()
     fault = Fault(description="d", edits=(change,), caught_by=_fault().caught_by)  # type: ignore[arg-type]
     with pytest.raises(NotInjected):
-        inject(fault, load_profile("reference"), disk)
+        inject(fault, load_profile("reference"), disk, disk.parent)
     assert disk.read_bytes() == before
 
 
@@ -189,7 +189,7 @@ def test_a_required_file_missing_is_not_injected(tmp_path: Path) -> None:
         caught_by=_fault().caught_by,
     )  # type: ignore[arg-type]
     with pytest.raises(NotInjected, match=r"chrony\.service is not in the image"):
-        inject(fault, load_profile("reference"), disk)
+        inject(fault, load_profile("reference"), disk, disk.parent)
 
 
 def test_paths_land_where_the_profile_mounts_them(tmp_path: Path) -> None:

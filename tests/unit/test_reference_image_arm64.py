@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.images.builders import bundle
+from hil.images import hil_bundle as bundle
 from hil.images.builders.debs import foreign_apt
 from hil.images.builders.disk import partition_table
 from hil.images.builders.reference import ReferenceImage, build_reference

@@ -189,16 +189,16 @@ def build_rauc(
 
 
 @dataclass(frozen=True)
-class _Pki:
+class Pki:
     ca: Path
     cert: Path
     key: Path
 
 
-def _make_pki(directory: Path, name: str) -> _Pki:
+def make_pki(directory: Path, name: str) -> Pki:
     """A CA and a signing certificate it issued, made with openssl (RAUC checks a bundle against the CA)."""
     directory.mkdir(parents=True, mode=0o700)
-    pki = _Pki(directory / "ca.cert.pem", directory / "signing.cert.pem", directory / "signing.key.pem")
+    pki = Pki(directory / "ca.cert.pem", directory / "signing.cert.pem", directory / "signing.key.pem")
     ca_key = directory / "ca.key.pem"
     new = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650"]
     ca_usage = ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"]
@@ -218,8 +218,8 @@ def _build(out: Path, target: RaucImage, wanted: Recipe, blog: BuildLog) -> None
     """Make the keys, the root tree, the disk and the bundles `target` names, working in `out`/work."""
     work = out / "work"
     work.mkdir()
-    release = _make_pki(out / "keys" / "release", "hil RAUC release")
-    stranger = _make_pki(out / "keys" / "other", "hil RAUC untrusted")
+    release = make_pki(out / "keys" / "release", "hil RAUC release")
+    stranger = make_pki(out / "keys" / "other", "hil RAUC untrusted")
     blog.phase("keys made: a release CA and signer, an untrusted CA and signer")
     root = work / "root"
     debian.mmdebstrap(root, PACKAGES, wanted.root_password, blog, options=_MMDEBSTRAP_OPTIONS)
@@ -324,7 +324,7 @@ def _bundles(
     out: dict[Role, Path],
     images: dict[Role, Path],
     version: str,
-    keys: tuple[_Pki, _Pki],
+    keys: tuple[Pki, Pki],
     work: Path,
     blog: BuildLog,
 ) -> None:

@@ -18,11 +18,11 @@ from hil.errors import ImageError
 from hil.images import arch as arches
 from hil.images.arch import Arch
 from hil.images.builders import disk, kernel, rootfs
-from hil.images.builders.bundle import write_bundle
 from hil.images.builders.cache import building, images_dir, one_builder
 from hil.images.builders.cpio import write_newc
 from hil.images.builders.debs import HOST, Apt, Package, foreign_apt, resolve, unpack
 from hil.images.builders.sshkey import default_public_key
+from hil.images.hil_bundle import write_bundle
 from hil.util.paths import cache_dir
 
 VARIANTS: tuple[str, ...] = rootfs.VARIANTS  # the OS with its A/B roots, healthy or broken

@@ -1,5 +1,7 @@
-"""Update bundles: a tar of manifest.json and the gzipped root filesystem, as hostapp-update takes them.
-(Reading a bundle, any format hil understands, is hil.images.bundles.)"""
+"""hil's own update bundles: a tar of manifest.json and the gzipped root filesystem, as hostapp-update
+takes them. Written by the image builders, taken apart and put back together (a changed root, the same
+manifest) by hil faults, and copied broken one way for the update suite's refusal tests. (What a bundle of
+any format hil understands says of itself is hil.images.bundles.)"""
 
 from __future__ import annotations
 
@@ -47,13 +49,16 @@ def _write(out: Path, manifest: dict, rootfs_gz: Path) -> None:
 
 def write_bundle(rootfs_img: Path, out: Path, *, version: str, device_type: str, variant: str) -> None:
     """Write the bundle for one root filesystem image (the gzipped copy is made beside `out`)."""
-    rootfs_gz = out.with_name(ROOTFS)
+    _pack({"version": version, "device_type": device_type, "variant": variant}, rootfs_img, out)
+
+
+def _pack(said: dict, rootfs_img: Path, out: Path) -> None:
+    """A bundle of `rootfs_img` whose manifest says `said` and describes the root it now carries."""
+    rootfs_gz = out.with_name(f".{out.name}.{ROOTFS}")
     with rootfs_img.open("rb") as src, gzip.GzipFile(rootfs_gz, "wb", compresslevel=6, mtime=0) as dst:
         shutil.copyfileobj(src, dst, _CHUNK)
     manifest = {
-        "version": version,
-        "device_type": device_type,
-        "variant": variant,
+        **said,
         "rootfs": {
             "file": ROOTFS,
             "compressed_sha256": _digest(rootfs_gz),
@@ -64,6 +69,42 @@ def write_bundle(rootfs_img: Path, out: Path, *, version: str, device_type: str,
     }
     _write(out, manifest, rootfs_gz)
     rootfs_gz.unlink()
+
+
+def unpack(bundle: Path, rootfs_img: Path) -> dict:
+    """The root filesystem `bundle` carries, uncompressed into `rootfs_img` and checked against its
+    manifest (no more bytes than it states, the digest it states); the manifest."""
+    manifest = read_manifest(bundle)
+    stated = manifest.get("rootfs")
+    if not isinstance(stated, dict) or not isinstance(stated.get("size"), int) or "sha256" not in stated:
+        raise ImageError(f"{bundle}: its manifest states no rootfs size and sha256")
+    sha = hashlib.sha256()
+    try:
+        with tarfile.open(bundle, "r:") as tar, rootfs_img.open("wb") as out:
+            member = tar.extractfile(stated.get("file", ROOTFS))
+            if member is None:
+                raise ImageError(f"{bundle}: {ROOTFS} is not a file")
+            with gzip.GzipFile(fileobj=member) as gz:
+                while chunk := gz.read(_CHUNK):
+                    if out.tell() + len(chunk) > stated["size"]:
+                        raise ImageError(f"{bundle}: its root is larger than the {stated['size']} bytes said")
+                    sha.update(chunk)
+                    if chunk.count(0) == len(chunk):  # the root stays as sparse as it was built
+                        out.seek(len(chunk), 1)
+                    else:
+                        out.write(chunk)
+                out.truncate()
+    except (tarfile.TarError, KeyError, OSError, EOFError) as exc:
+        raise ImageError(f"{bundle}: its root could not be read: {exc}") from exc
+    if sha.hexdigest() != stated["sha256"]:
+        raise ImageError(f"{bundle}: its root does not match the sha256 its manifest states")
+    return manifest
+
+
+def repack(bundle: Path, rootfs_img: Path, out: Path) -> None:
+    """`bundle` again at `out`, its manifest saying what it said, carrying `rootfs_img` as its root."""
+    said = {key: value for key, value in read_manifest(bundle).items() if key != "rootfs"}
+    _pack(said, rootfs_img, out)
 
 
 def make_foreign_bundle(bundle: Path, device_type: str, out: Path) -> Path:
