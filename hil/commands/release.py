@@ -61,6 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     gate.add_argument("--build-tag", type=build_tag, metavar="TAG",
                       help="every run recorded in the store with this CI build tag ($BUILD_TAG) is evidence, "
                       "as with --run")  # fmt: skip
+    gate.add_argument("--missing-from", type=Path, metavar="FILE",
+                      help="why CI has no results for some device types, a 'TYPE: missing: WHY' line each "
+                      "(the Jenkinsfile's gate/missing.txt): each is refused with its reason")  # fmt: skip
     gate.add_argument("--policy", type=Path, help="gate policy (default: ./gate.yaml, else hil's gate.yaml)")
     gate.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
     gate.add_argument("--report-dir", type=Path, help="where summary.md/.html and evidence.json go")
@@ -185,6 +188,7 @@ def _gate(args: argparse.Namespace) -> int:
         images=images,
         runs=runs,
         build_tag=args.build_tag,
+        missing_from=args.missing_from,
     )
     print(result.text)
     return result.exit_code

@@ -17,6 +17,7 @@ from hil.images.hash import image_sha256
 from hil.release import report
 from hil.release.catalog import Catalog
 from hil.release.gate import REFUSED, Decision, evaluate
+from hil.release.missing import read_missing
 from hil.release.policy import Policy, load_policy
 from hil.release.sessions import Subject
 from hil.release.sqlite_store import SqliteStore
@@ -92,19 +93,24 @@ def gate_release(
     session_status: int | None = None,
     runs: list[RecordedJunit] | None = None,
     build_tag: str | None = None,
+    missing_from: Path | None = None,
 ) -> GateResult:
     """Decide on `release_id` from the result dirs and recorded `runs` (the CI build `build_tag`'s, when
     found by it); finalize it only when every required cell passed.
 
     `images` are images named at the gate (device type -> image): they must be the ones the release
     records, and they name the image of a release that records none (balena's). `session_status` is
-    pytest's exit status when the caller ran the suites itself.
+    pytest's exit status when the caller ran the suites itself. `missing_from` is CI's file of why some
+    device types have no results (`hil.release.missing`): each is refused with its reason, and a file
+    that cannot be read as such stops the gate before it decides.
     """
     loaded = load_policy(policy)
     release = store.get(release_id)
-    found = read_results(results, runs or ())
     named, image_reasons = _images(release, images or {})
-    decision = evaluate(loaded, found, _subject(release, loaded, named), catalog)
+    subject = _subject(release, loaded, named)
+    missing = read_missing(missing_from, subject.device_types) if missing_from is not None else {}
+    found = read_results(results, runs or ())
+    decision = evaluate(loaded, found, subject, catalog, missing=missing)
     for reason in (*image_reasons, *_objections(release, session_status)):
         decision = _with_reason(decision, reason)
     decided_at = datetime.now(UTC)
@@ -122,6 +128,7 @@ def gate_release(
             "build_tag": build_tag,
             "files": found.files,
         },
+        "missing": {"from": str(missing_from), "device_types": missing} if missing_from is not None else None,
         "decision": decision.as_dict(),
         **found.evidence(),
     }

@@ -1,11 +1,12 @@
 """The decision: results against a policy for one release, as a device type x suite table and a verdict
 with reasons. Final only when every required cell passed (or is not applicable for the run's OS) and
-nothing else objects: an unreadable file, a session not provably about this release, a tie."""
+nothing else objects: an unreadable file, a session not provably about this release, a tie, a device type
+CI says produced no results."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -46,8 +47,10 @@ def evaluate(
     subject: Subject,
     catalog: Catalog,
     now: datetime | None = None,
+    missing: Mapping[str, str] | None = None,
 ) -> Decision:
-    """Apply `policy` to `results` for the release `subject` describes, against the installed suites."""
+    """Apply `policy` to `results` for the release `subject` describes, against the installed suites.
+    `missing` maps device types CI says produced no results to why; each of them is refused."""
     reasons = [*results.problems, *_subject_reasons(policy, subject)]
     notes = list(results.notes)
     judged = judge_sessions(results.attempts, results.sessions, subject, now or datetime.now(UTC))
@@ -58,6 +61,8 @@ def evaluate(
     by_cell = _by_cell(current.values())
     cells: list[Cell] = []
     for device_type in subject.device_types:
+        if missing and device_type in missing:
+            reasons.append(_missing_reason(device_type, missing[device_type], results))
         own, objections = _device_type_cells(policy, device_type, by_cell, catalog)
         reasons += objections
         notes += [note for cell in own for note in cell.notes]
@@ -88,6 +93,18 @@ def _subject_reasons(policy: Policy, subject: Subject) -> list[str]:
     if not subject.device_types:
         reasons.append("the release names no device types, so nothing could show it works")
     return reasons
+
+
+def _missing_reason(device_type: str, why: str, results: ResultSet) -> str:
+    """The refusal of a device type CI says produced no results: its reason, or, when the results hold a
+    session of it all the same, the contradiction (a missing reason never lets a device type pass)."""
+    sources = sorted({s.source for s in results.sessions if s.device_type == device_type})
+    if sources:
+        return (
+            f"{device_type}: listed as missing ({why}), yet the results hold {len(sources)} session(s) "
+            f"of it (e.g. {sources[0]}): contradictory evidence"
+        )
+    return f"{device_type}: missing: {why}"
 
 
 def _by_cell(attempts: Iterable[Attempt]) -> dict[tuple[str, str], list[Attempt]]:

@@ -9,13 +9,15 @@ agents that never come, a bad rig, a failed checkout, stale results, two Allure 
 parameters, an abort, each against the pipelines as they are and, where the issue found a fault, as they
 were before it; a stub `hil` records what would run. Last, the real thing (`-m "qemu and slow"`): hil is the
 venv's, unstubbed. The QEMU rig proves a FINAL release; the twin (the physical-rig drivers on a QEMU board)
-proves the physical path as far as it can; a cell that fails proves the gate still runs and refuses. By
+proves the physical path as far as it can; a cell that fails proves the gate still runs and refuses, and
+a cell that gets no rig (no board boots, so not slow) that the gate's report and evidence say why. By
 default the suites are the boot suite only (HIL_JENKINS_SUITES widens them), which keeps a run within a few
 minutes under TCG.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -34,6 +36,7 @@ import yaml
 from hil.util.paths import cache_dir
 from tests.support.e2e import boards_root, qemu_pids, reference_disk
 from tests.support.jenkins_harness import Agent, Build, Jenkins, Resource, Run, run_together
+from tests.support.release_samples import write_image
 
 ROOT = Path(__file__).resolve().parents[2]
 JENKINSFILE = ROOT / "jenkins" / "Jenkinsfile"
@@ -358,7 +361,9 @@ def test_a_rig_that_is_not_free_in_time_fails_the_cell_with_a_reason_and_the_gat
     assert new.missing() == (
         "qemux86-64: missing: no rig labelled 'hil-qemux86-64 && !hil-unhealthy' was free for 60 minutes\n"
     )
-    assert len(new.argv("release gate")) == 1
+    # hil release gate reads that reason, so its summary and evidence say why too.
+    (gate,) = new.argv("release gate")
+    assert gate[-2:] == ["--missing-from", "gate/missing.txt"]
     (waited,) = [e for e in new.build.of("lock") if e.get("waiting")]
     assert waited["timeout"] == 60
 
@@ -370,6 +375,9 @@ def test_a_wait_for_a_rig_takes_nothing_from_the_runs_bound(busy_lab: dict[str, 
     assert taken["clock"] >= 59 * 60_000
     assert [e["status"] for e in new.build.commands("hil run")] == [0]
     assert "results/qemux86-64/junit.xml" in new.build.stash("results-qemux86-64")
+    # No cell is missing: no missing.txt, and the gate is told of none.
+    (gate,) = new.argv("release gate")
+    assert new.missing() == "" and "--missing-from" not in gate
 
 
 def test_before_an_agent_that_never_came_aborted_the_build_and_skipped_the_gate(
@@ -641,6 +649,7 @@ def test_with_a_shared_store_a_missing_cell_is_still_refused_with_its_reason(
     )
     (gate,) = new.argv("release gate")
     assert "--build-tag" in gate and "--results" not in gate
+    assert gate[-2:] == ["--missing-from", "gate/missing.txt"]
 
 
 def test_a_store_credential_jenkins_does_not_have_fails_the_cell_saying_so(
@@ -807,6 +816,24 @@ def test_a_failed_cell_is_still_gated_and_the_release_refused(lab: Lab) -> None:
     assert lab.status(release) == "draft"
     summary = (build.archive / "gate" / "summary.md").read_text()
     assert "refused" in summary.lower() and "boot" in summary
+
+
+def test_a_cell_with_no_rig_reaches_the_real_gates_summary_and_evidence_with_its_reason(lab: Lab) -> None:
+    # No resource carries the pool's label: the cell fails before it has a workspace, and hil's own gate
+    # (no board boots) refuses the device type with the cell's reason, not only "no results".
+    image = write_image(lab.root / "images" / "hil-1.0.0.img", version="1.0.0")
+    release = lab.draft(image)
+    build = lab.jenkins().run(JENKINSFILE, _params(release, image))
+    assert (build.result, build.stage("gate")) == ("FAILURE", "FAILURE"), build.console[-6000:]
+    assert [e["status"] for e in build.commands("hil release gate")] == [1]
+    assert lab.status(release) == "draft"
+    why = "taking a rig labelled 'hil-qemux86-64 && !hil-unhealthy': The resource label does not exist"
+    gate = build.archive / "gate"
+    assert f"- qemux86-64: missing: {why}" in (gate / "summary.md").read_text()
+    assert f"<li>qemux86-64: missing: {html.escape(why)}" in (gate / "summary.html").read_text()
+    evidence = json.loads((gate / "evidence.json").read_text())
+    assert evidence["missing"]["from"] == "gate/missing.txt"
+    assert evidence["missing"]["device_types"]["qemux86-64"].startswith(why)
 
 
 @pytest.mark.qemu

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from hil.commands.main import build_parser
+from hil.release.missing import read_missing
 from tests.support.jenkins_harness import Agent, Build, Jenkins, Resource
 from tests.support.jenkinsfile_model import (
     BLOCKING,
@@ -425,6 +426,34 @@ def paths_built_from_unchecked_parameters(model: Model) -> list[str]:
     return found
 
 
+# How a script hands the gate the file of missing cells' reasons, when the stage wrote one.
+ADDS_MISSING_FROM = 'set -- "$@" --missing-from "$MISSING_FROM"'
+
+
+def gates_not_told_why_a_cell_is_missing(model: Model) -> list[str]:
+    """A cell that produced no results says why, in the file the gate stage writes (gate/missing.txt);
+    every `hil release gate` reads it (`--missing-from`), so that the gate's summary and evidence say why,
+    not only "no results". Its path reaches the script as MISSING_FROM (set by a withEnv around the `sh` to
+    the file a writeFile of that stage writes, or to nothing), the script adds the option to "$@" when it is
+    set, and every gate line passes "$@"."""
+    found = []
+    for call in model.steps("sh"):
+        lines = shell_lines(call.script)
+        gates = [line for line in lines if line.startswith("hil release gate")]
+        if not gates:
+            continue
+        where = f"{model.name}:{call.line}"
+        written = {c.text("file") for c in model.in_stage(call.stage) if c.name == "writeFile"} - {""}
+        env = [v["text"] for w in call.enclosed_by("withEnv") for a in w["args"] for v in a.get("list", [])]
+        if not any(e.startswith("MISSING_FROM=") and f in e for e in env for f in written):
+            found.append(f"{where}: no withEnv around it sets MISSING_FROM to a file its stage writes")
+        if not any(ADDS_MISSING_FROM in line for line in lines):
+            found.append(f'{where}: the script never adds --missing-from "$MISSING_FROM" to "$@"')
+        found += [f'{where}: {line.split(" --")[0]} ... does not pass "$@"' for line in gates
+                  if not line.endswith('"$@"')]  # fmt: skip
+    return list(dict.fromkeys(found))  # a function called on two paths runs its steps twice
+
+
 # ---- the pipelines keep every rule
 
 RULES = [
@@ -445,6 +474,7 @@ RULES = [
     shell_scripts_built_from_values,
     unquoted_expansions_in_shell,
     paths_built_from_unchecked_parameters,
+    gates_not_told_why_a_cell_is_missing,
 ]
 
 
@@ -626,6 +656,16 @@ def test_before_22_allure_named_no_installation() -> None:
     assert len(allure_without_a_commandline(before_22("Jenkinsfile"))) == 1
 
 
+def test_before_22_the_gate_heard_only_that_a_cell_had_no_results_not_why() -> None:
+    # jenkins/AGENT.md, "How a missing cell's reason reaches the gate": the summary said "no results".
+    found = gates_not_told_why_a_cell_is_missing(before_22("Jenkinsfile"))
+    assert [v.split(": ", 1)[1] for v in found] == [
+        "no withEnv around it sets MISSING_FROM to a file its stage writes",
+        'the script never adds --missing-from "$MISSING_FROM" to "$@"',
+        'hil release gate "$RELEASE" ... does not pass "$@"',
+    ]
+
+
 def test_before_22_the_health_job_checked_the_agents_own_rig_files_not_the_jobs() -> None:
     # Finding 5: no `checkout scm`, so `hil rig check` read whatever rigs/ the agent's workspace held.
     assert before_22("rig-health.Jenkinsfile").steps("checkout") == []
@@ -770,7 +810,8 @@ def test_an_image_path_with_a_space_reaches_hil_as_one_argument(recorded: dict[s
     images = sorted(r[r.index("--image") + 1] for r in runs)
     assert images == ["/srv/images/a b.img", "/srv/images/balena.img.zip"]
     assert gate[gate.index("--image") :] == [
-        "--image", "generic-aarch64=/srv/images/balena.img.zip", "--image", "qemux86-64=/srv/images/a b.img"
+        "--image", "generic-aarch64=/srv/images/balena.img.zip", "--image", "qemux86-64=/srv/images/a b.img",
+        "--missing-from", "gate/missing.txt",
     ]  # fmt: skip
 
 
@@ -796,10 +837,22 @@ def test_with_a_shared_store_the_cells_record_into_it_and_the_gate_judges_the_bu
     if name.endswith("balena"):
         assert argv[argv.index("--balena") :] == [
             "--balena", "--image", "generic-aarch64=/srv/images/balena.img.zip",
-            "--image", "qemux86-64=/srv/images/a b.img",
+            "--image", "qemux86-64=/srv/images/a b.img", "--missing-from", "gate/missing.txt",
         ]  # fmt: skip
     # The recording hil writes no results: nothing is stashed, and the URL is in no script or log.
     assert build.stashes() == [] and STORE_URL not in build.console
+
+
+@pytest.mark.parametrize("name", ["defaults", "balena", "shared store", "shared store, balena"])
+def test_the_gate_reads_why_each_cell_produced_no_results(recorded: dict[str, Recorded], name: str) -> None:
+    # The recording hil writes no results: every cell is missing, and the gate reads why from the file the
+    # gate stage wrote, which hil's own reader takes as it is.
+    (gate,) = [c["argv"] for c in recorded[name].commands if c["argv"][:2] == ["release", "gate"]]
+    assert gate[-2:] == ["--missing-from", "gate/missing.txt"]
+    types = ("generic-aarch64", "qemux86-64")
+    missing = read_missing(recorded[name].build.archive / "gate" / "missing.txt", types)
+    assert missing == {dt: f"hil run on rig {rig} wrote no results/{dt}/junit.xml"
+                       for dt, rig in zip(types, ("qemu-arm64#0", "qemu-x86_64#0"), strict=True)}  # fmt: skip
 
 
 def test_the_health_job_checks_with_the_shared_store(recorded: dict[str, Recorded]) -> None:
