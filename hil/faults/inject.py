@@ -22,6 +22,7 @@ from hil.errors import FaultError, ImageError
 from hil.faults.model import Edit, Fault
 from hil.faults.repack import rebuild
 from hil.images import edit
+from hil.images.read import materialize
 from hil.lab.bundles import bundle_beside, bundles_beside, load_bundles
 from hil.os.model import BundleRole, OsProfile
 
@@ -41,17 +42,20 @@ class Place:
 
 
 def copy_image(image: Path, into: Path) -> Path:
-    """A sparse copy of `image` in directory `into`, with its sidecars (version, bundles) beside it."""
+    """A sparse raw copy of `image` in directory `into` (a compressed image decompressed: debugfs edits raw
+    bytes), with its sidecars (version, bundles) beside it."""
     into.mkdir(parents=True, exist_ok=True)
-    copy = into / image.name
-    done = subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(image), str(copy)],
+    stem = image.name.split(".img")[0].removesuffix(".zip")
+    copy = into / f"{stem}.img"
+    raw = materialize(image)  # the image itself when it is raw; else a decompressed copy, cached
+    done = subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(raw), str(copy)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
         raise FaultError(f"copying {image} for a fault failed: {done.stderr.strip()}")
-    stem = image.name.split(".img")[0] + "."
+    stem += "."
     bundles = bundles_beside(image)
     for sidecar in image.parent.iterdir():
-        if sidecar.name.startswith(stem) and sidecar != image and sidecar != bundles:
+        if sidecar.name.startswith(stem) and sidecar not in (image, bundles) and sidecar.name != copy.name:
             (into / sidecar.name).symlink_to(sidecar.resolve())
     if bundles is not None:  # its paths are relative to it: the copy names them where they are
         loaded = load_bundles(bundles)

@@ -3,6 +3,8 @@ a fault counts as caught only when the named test failed saying what the catalog
 
 from __future__ import annotations
 
+import gzip
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -211,6 +213,23 @@ def test_a_copy_keeps_the_original_untouched_and_brings_its_sidecars(tmp_path: P
     assert copy.read_bytes() == disk.read_bytes() and copy != disk
     assert (tmp_path / "copy" / "os.bundle.tar").read_bytes() == b"bundle"
     assert (tmp_path / "copy" / "os.img.json").is_symlink()
+
+
+def test_a_compressed_image_is_copied_raw_so_its_faults_can_be_injected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HIL_CACHE_DIR", str(tmp_path / "cache"))
+    disk = _ab_disk(tmp_path)
+    packed = tmp_path / "src" / "os.img.gz"
+    packed.parent.mkdir()
+    with disk.open("rb") as src, gzip.open(packed, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    (tmp_path / "src" / "os.img.json").write_text("{}")
+    copy = copy_image(packed, tmp_path / "copy")
+    assert copy.name == "os.img" and copy.read_bytes() == disk.read_bytes()
+    assert (tmp_path / "copy" / "os.img.json").is_symlink()
+    fault = Fault(description="d", edits=({"stub": "/usr/sbin/chronyd"},), caught_by=_fault().caught_by)  # type: ignore[arg-type]
+    assert len(inject(fault, load_profile("reference"), copy, packed.parent)) == 2  # both slots
 
 
 def _named(fault: Fault) -> NamedFault:
