@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from hil.errors import ToolMissing
-from hil.images.builders import bootenv, bundle
+from hil.images import hil_bundle as bundle
+from hil.images.builders import bootenv
 from hil.images.builders.disk import ESP_TYPE, partition_table
 from hil.images.builders.reference import ReferenceImage, build_reference
 from hil.images.builders.sshkey import default_public_key
