@@ -31,7 +31,8 @@ from hil.dut.ssh_session import SshSession
 from hil.errors import HilError, SshError, Unsupported
 from hil.images.device_type import check_device_type, read_info
 from hil.lab.rig import Rig
-from hil.os.model import OsFeature, OsProfile
+from hil.os.model import OsProfile
+from hil.os.vocabulary import OsFeature
 
 __all__ = ["Dut", "State"]
 

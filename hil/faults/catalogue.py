@@ -14,7 +14,8 @@ from pathlib import Path
 from hil.errors import FaultError
 from hil.faults.model import Fault, FaultName, NamedFault
 from hil.os.loader import search_dirs
-from hil.os.model import FEATURES, OsProfile
+from hil.os.model import OsProfile
+from hil.os.vocabulary import FEATURES
 from hil.util import yamlconf
 
 

@@ -24,7 +24,8 @@ from hil.faults.repack import rebuild
 from hil.images import edit
 from hil.images.read import materialize
 from hil.lab.bundles import bundle_beside, bundles_beside, load_bundles
-from hil.os.model import BundleRole, OsProfile
+from hil.os.model import OsProfile
+from hil.os.vocabulary import BundleRole
 
 STUB = b"#!/bin/sh\n# hil faults: this program was replaced by one that exits 0 and does nothing\nexit 0\n"
 

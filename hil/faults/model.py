@@ -30,8 +30,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from hil.os.model import BundleRole, OsFeature
 from hil.os.shell import Regex
+from hil.os.vocabulary import BundleRole, OsFeature
 
 
 def _os_path(path: str) -> str:

@@ -6,7 +6,7 @@
     never-boots: myos-2.1.0-no-init.raucb
     other-key: myos-2.1.0-signed-by-a-stranger.raucb
 
-Roles come from one closed set (`hil.os.model.BundleRole`): a misspelt role is an error naming the file,
+Roles come from one closed set (`hil.os.vocabulary.BundleRole`): a misspelt role is an error naming the file,
 line and key, never a silently skipped test. A role the file does not name skips its test, naming it.
 hil's own image builders write such a file beside the images they build.
 """
@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from hil.errors import ImageError
-from hil.os.model import BUNDLE_ROLES, BundleRole
+from hil.os.vocabulary import BUNDLE_ROLES, BundleRole
 from hil.util import yamlconf
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from hil.os.loader import available, load_profile
-from hil.os.model import FEATURES, OsProfile
+from hil.os.model import OsProfile
+from hil.os.vocabulary import FEATURES
 
 __all__ = ["FEATURES", "OsProfile", "available", "get_profile"]
 

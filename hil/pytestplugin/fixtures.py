@@ -26,7 +26,7 @@ from hil.images.hash import image_sha256
 from hil.lab.bundles import Bundles, bundles_beside, load_bundles
 from hil.lab.pool import lease_rig
 from hil.lab.rig import Rig
-from hil.os.model import BUNDLE_ROLES, BundleRole
+from hil.os.vocabulary import BUNDLE_ROLES, BundleRole
 from hil.pytestplugin.session import RUN
 from hil.pytestplugin.xdist import suite_property_recorder, worker_id
 

@@ -33,7 +33,7 @@ from hil.drivers.capabilities import NAMES as CAPABILITY_NAMES
 from hil.dut import Dut
 from hil.dut.boards import preflight, rig_capabilities
 from hil.errors import HilError, Unsupported
-from hil.os.model import FEATURES
+from hil.os.vocabulary import FEATURES
 from hil.pytestplugin.session import DEFAULT_RIG, RUN, HilRun, hil_run
 from hil.pytestplugin.xdist import ControllerRelay
 

@@ -122,12 +122,7 @@ def gate_release(
         "images": {dt: asdict(image) for dt, image in named.items()},
         "suites": catalog.evidence(),
         "pytest_exit_status": session_status,
-        "results": {
-            "dirs": [str(d) for d in results],
-            "runs": [r.source for r in runs or ()],
-            "build_tag": build_tag,
-            "files": found.files,
-        },
+        "results": _sources(results, runs or (), build_tag, found.files),
         "missing": {"from": str(missing_from), "device_types": missing} if missing_from is not None else None,
         "decision": decision.as_dict(),
         **found.evidence(),
@@ -143,6 +138,14 @@ def gate_release(
     return GateResult(
         decision=decision, outcome=outcome, evidence=evidence, report_dir=out_dir, warning=warning
     )
+
+
+def _sources(
+    results: list[Path], runs: Sequence[RecordedJunit], build_tag: str | None, files: dict[str, str]
+) -> dict[str, object]:
+    """Where the evidence came from: result directories, recorded runs (and their build tag), files."""
+    return {"dirs": [str(d) for d in results], "runs": [r.source for r in runs], "build_tag": build_tag,
+            "files": files}  # fmt: skip
 
 
 def recorded_runs(

@@ -31,7 +31,7 @@ from hil.images.hash import image_sha256
 from hil.images.hil_bundle import make_foreign_bundle, truncate_bundle
 from hil.lab.bundles import Bundles, bundle_beside
 from hil.lab.rig import VIRTUAL_KINDS, Rig
-from hil.os.model import BundleRole
+from hil.os.vocabulary import BundleRole
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hil.dut import Dut
-from hil.os.model import BundleRole
+from hil.os.vocabulary import BundleRole
 
 from .conftest import UpdatePlan
 from .steps import OsState, assert_back_on, assert_updated, install, os_state, put_bundle, reboot_into, update

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hil.dut import Dut
-from hil.os.model import BundleRole, RefusedRole
+from hil.os.vocabulary import BundleRole, RefusedRole
 
 from .conftest import UpdatePlan
 from .steps import assert_healthy, assert_updated, install, os_state, output, put_bundle, update

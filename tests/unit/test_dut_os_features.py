@@ -11,7 +11,7 @@ import pytest
 
 from hil.errors import HilError
 from hil.lab.rig import load_rig
-from hil.os.model import FEATURES, OS_FEATURES, DeclaredFeature, DerivedFeature
+from hil.os.vocabulary import FEATURES, OS_FEATURES, DeclaredFeature, DerivedFeature
 
 
 def test_each_feature_is_declared_or_derived_and_described_once() -> None:

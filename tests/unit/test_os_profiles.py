@@ -15,7 +15,8 @@ from hil.errors import CredentialsError, RigConfigError
 from hil.lab.rig import load_rig
 from hil.os import get_profile
 from hil.os.loader import BUILTIN_DIR, available
-from hil.os.model import FEATURES, MASK, Bounds, UpdateBounds
+from hil.os.model import MASK, Bounds, UpdateBounds
+from hil.os.vocabulary import FEATURES
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILTIN = sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))

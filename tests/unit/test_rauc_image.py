@@ -18,7 +18,7 @@ from hil.errors import ImageError
 from hil.images.builders import debian, disk, rauc
 from hil.images.builders.debs import Package
 from hil.images.builders.rauc import RaucImage, Recipe, build_rauc, bundles_yaml, image_in, next_version
-from hil.os.model import BUNDLE_ROLES
+from hil.os.vocabulary import BUNDLE_ROLES
 
 PACKAGES = (Package("rauc", "1.8-2"), Package("grub-common", "2.06-13+deb12u1"))
 RECIPE = Recipe("1.0.0", PACKAGES, "hil-debian")

@@ -30,7 +30,7 @@ from hil.images.builders.cache import images_dir
 from hil.images.builders.debs import SOURCES, SUITE, Package, resolve
 from hil.images.builders.tools import require, run
 
-# The update suite's bundle roles: hil.os.model.BundleRole, which the image builders may not import (the
+# The update suite's bundle roles: hil.os.vocabulary.BundleRole, which the image builders may not import (the
 # two are independent layers); a test keeps them equal.
 Role = Literal[
     "good", "never-boots", "kernel-panics", "health-fails", "other-compatible", "other-key", "truncated"
