@@ -142,9 +142,9 @@ def _rebuild(
 
     try:
         done = rebuild(original.resolve(), out, profile.update.repack, image_dir, change)
+    except NotInjected:
+        raise
     except (FaultError, ImageError) as exc:
-        if isinstance(exc, NotInjected):
-            raise
         raise NotInjected(f"the {role} bundle could not be rebuilt: {exc}") from None
     if beside is not None:
         out.replace(beside)  # the link to the original becomes the rebuilt bundle

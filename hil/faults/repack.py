@@ -36,9 +36,9 @@ def rebuild(
         work = Path(tmp)
         if how == "hil":
             root = work / "rootfs.img"
-            hil_bundle.unpack(bundle, root)
+            manifest = hil_bundle.unpack(bundle, root)
             done = change(root)
-            hil_bundle.repack(bundle, root, out)
+            hil_bundle.repack(manifest, root, out)
             return done
         content = work / "content"  # not made: the unpack command makes it (rauc extract insists)
         env = {"HIL_BUNDLE": bundle, "HIL_CONTENT": content, "HIL_OUT": out, "HIL_IMAGE_DIR": image_dir}

@@ -101,10 +101,10 @@ def unpack(bundle: Path, rootfs_img: Path) -> dict:
     return manifest
 
 
-def repack(bundle: Path, rootfs_img: Path, out: Path) -> None:
-    """`bundle` again at `out`, its manifest saying what it said, carrying `rootfs_img` as its root."""
-    said = {key: value for key, value in read_manifest(bundle).items() if key != "rootfs"}
-    _pack(said, rootfs_img, out)
+def repack(manifest: dict, rootfs_img: Path, out: Path) -> None:
+    """A bundle at `out` whose manifest says what `manifest` (unpack's) said, carrying `rootfs_img` as its
+    root."""
+    _pack({key: value for key, value in manifest.items() if key != "rootfs"}, rootfs_img, out)
 
 
 def make_foreign_bundle(bundle: Path, device_type: str, out: Path) -> Path:
