@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from tests.support.fake_runs import GatedLab, gated_lab
 from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.schedule import LongestFileFirst, file_seconds, measured
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +50,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     server.drop_database(name)
 
 
-_DURATIONS = json.loads((Path(__file__).with_name("durations.json")).read_text())
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slowest files first (tests/durations.json), so that under xdist's --dist loadfile the two
-    workers end together rather than one starting a long end-to-end file last; order within a file stays."""
-    items.sort(key=lambda item: -_DURATIONS.get(item.path.name, 0))
+    """The longest files first (tests/durations.json), for the scheduler below; order within a file stays."""
+    seconds = file_seconds(items, measured())
+    items.sort(key=lambda item: -seconds[item.nodeid.split("::", 1)[0]])
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LongestFileFirst | None:
+    """Under `--dist loadfile`: whole files, each to the worker free first (tests/support/schedule.py)."""
+    return LongestFileFirst(config, log) if config.getvalue("dist") == "loadfile" else None
+
