@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.e2e import remove_boards_roots
 from tests.support.fake_runs import GatedLab, gated_lab
 from tests.support.postgres import PostgresServer, postgres_server
 from tests.support.schedule import LongestFileFirst, file_seconds, measured
@@ -50,6 +52,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     server.drop_database(name)
 
 
+def pytest_configure() -> None:
+    """Ctrl-C live again where the run was started in the background of a shell without job control
+    (`scripts/test &` in a script, or under nohup): such a process starts with SIGINT ignored, and so would
+    every pytest and QEMU the tests start, while the tests of Ctrl-C need it delivered."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The longest files first (tests/durations.json), for the scheduler below; order within a file stays."""
     seconds = file_seconds(items, measured())
@@ -60,3 +70,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LongestFi
     """Under `--dist loadfile`: whole files, each to the worker free first (tests/support/schedule.py)."""
     return LongestFileFirst(config, log) if config.getvalue("dist") == "loadfile" else None
 
+
+def pytest_sessionfinish() -> None:
+    """No empty board-directory roots left in the temp folder (tests/support/e2e.py)."""
+    remove_boards_roots()

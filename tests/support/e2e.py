@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -21,11 +22,23 @@ def reference_disk() -> Path:
     return build_reference("1.0.0").disk
 
 
+_ROOTS: set[Path] = set()
+
+
 def boards_root(tmp: Path) -> Path:
     """A short, private board-directory root for one test (socket paths must stay under 108 bytes)."""
     root = Path(tempfile.gettempdir()) / f"hil-e2e-{hashlib.sha256(str(tmp).encode()).hexdigest()[:8]}"
     root.mkdir(exist_ok=True)
+    _ROOTS.add(root)
     return root
+
+
+def remove_boards_roots() -> None:
+    """Remove the roots this process made that are empty; one still holding a board directory is a
+    leftover its test failed on, kept to be looked at."""
+    for root in _ROOTS:
+        with contextlib.suppress(OSError):
+            root.rmdir()
 
 
 def qemu_pids(tmp: Path) -> list[int]:

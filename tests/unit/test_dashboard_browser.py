@@ -88,8 +88,17 @@ def test_a_run_page_lists_each_test_with_its_duration_reason_and_console(browser
     browser.screenshot(SHOTS / "run.png")
 
 
-def test_the_live_console_follows_a_transcript_as_it_grows(browser: Browser, url: str, lab: GatedLab) -> None:
-    artifacts = Path(tempfile.mkdtemp(prefix="hil-live-"))
+@pytest.fixture
+def live_artifacts() -> Iterator[Path]:
+    """A run's artifacts folder under the temp folder, one of the roots the test server serves from."""
+    with tempfile.TemporaryDirectory(prefix="hil-live-") as artifacts:
+        yield Path(artifacts)
+
+
+def test_the_live_console_follows_a_transcript_as_it_grows(
+    browser: Browser, url: str, lab: GatedLab, live_artifacts: Path
+) -> None:
+    artifacts = live_artifacts
     transcript = artifacts / "bench" / "console.log"
     transcript.parent.mkdir()
     transcript.write_bytes(b"\x1b[2JBdsDxe: loading Boot0001\r\n[    0.000000] Linux version 6.1.0\r\n")

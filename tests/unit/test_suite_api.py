@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,10 @@ def test_a_plain_assertion_still_fails(console_dut):
 
 
 @pytest.fixture
-def user_suite(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """A suite and a rig outside the repository; returns the pytest arguments that run it."""
+def user_suite(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[str]]:
+    """A suite and a rig outside the repository; yields the pytest arguments that run it."""
     pytester.makeconftest(FAKE_BOARD_CONFTEST)
     pytester.makepyfile(test_my_os=USER_SUITE)
     rig = pytester.path / "bench.yaml"
@@ -83,21 +86,13 @@ def user_suite(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("HIL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("BENCH_PW", "pw")
-    artifacts = tempfile.mkdtemp(prefix="hil-api-")  # short: the fake console is a Unix socket in there
     junit = pytester.path / "junit.xml"
-    return [
-        *(
-            "--rig",
-            str(rig),
-            "--image",
-            str(image),
-            "--device-type",
-            "qemux86-64",
-            "--hil-artifacts",
-            artifacts,
-        ),
-        *(f"--junitxml={junit}", "-o", "junit_family=xunit1", "-rs"),
-    ]
+    # Not under tmp_path: the fake console is a Unix socket in there, and its path must stay short.
+    with tempfile.TemporaryDirectory(prefix="hil-api-") as artifacts:
+        yield [
+            *("--rig", str(rig), "--image", str(image), "--device-type", "qemux86-64"),
+            *("--hil-artifacts", artifacts, f"--junitxml={junit}", "-o", "junit_family=xunit1", "-rs"),
+        ]
 
 
 def _cases(junit: Path) -> dict[str, tuple[str, dict[str, str], str]]:
