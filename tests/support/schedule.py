@@ -24,11 +24,13 @@ from xdist.workermanage import WorkerController
 
 DURATIONS = Path(__file__).resolve().parents[1] / "durations.json"
 NOTE = (
-    "Seconds each test took in a run of scripts/test (setup and teardown included), for the tests of two "
-    "seconds or more; tests/support/schedule.py spreads whole files over the xdist workers by them. Refresh: "
-    "python -m tests.support.schedule build/ci-junit.xml"
+    "Seconds each test took in a run of scripts/test (setup and teardown included), for the end-to-end "
+    "tests and the others of two seconds or more; tests/support/schedule.py spreads whole files over the "
+    "xdist workers by them. Refresh: python -m tests.support.schedule build/ci-junit.xml"
 )
-UNKNOWN = 0.5  # seconds for a test tests/durations.json does not name: most take well under a second
+# Seconds for a test tests/durations.json does not name yet: an end-to-end test boots boards, so a new one
+# is taken for long rather than left to run last, alone; most other tests take well under a second.
+UNKNOWN_E2E, UNKNOWN = 120.0, 0.5
 
 
 def measured() -> dict[str, float]:
@@ -36,12 +38,19 @@ def measured() -> dict[str, float]:
     return {k: float(v) for k, v in json.loads(DURATIONS.read_text()).items() if "::" in k}
 
 
+def seconds_of(nodeid: str, durations: Mapping[str, float]) -> float:
+    """A test's expected seconds: as measured, else a guess by where it lives."""
+    if nodeid in durations:
+        return durations[nodeid]
+    return UNKNOWN_E2E if nodeid.startswith("tests/e2e/") else UNKNOWN
+
+
 def file_seconds(items: list[pytest.Item], durations: Mapping[str, float]) -> dict[str, float]:
     """Each test file's expected seconds: the sum of its tests'."""
     totals: dict[str, float] = {}
     for item in items:
         path = item.nodeid.split("::", 1)[0]
-        totals[path] = totals.get(path, 0.0) + durations.get(item.nodeid, UNKNOWN)
+        totals[path] = totals.get(path, 0.0) + seconds_of(item.nodeid, durations)
     return totals
 
 
@@ -63,7 +72,7 @@ class LongestFileFirst(LoadFileScheduling):
         ]
 
     def _seconds(self, nodeids: list[str]) -> float:
-        return sum(self.durations.get(nodeid, UNKNOWN) for nodeid in nodeids)
+        return sum(seconds_of(nodeid, self.durations) for nodeid in nodeids)
 
     def _reschedule(self, node: WorkerController) -> None:
         """Give `node` files until it holds two tests (the one it runs and the next), or shut it down."""
@@ -84,15 +93,20 @@ class LongestFileFirst(LoadFileScheduling):
 
 def refresh(junit: Path, floor: float = 2.0) -> dict[str, object]:
     """tests/durations.json from a run's JUnit file (scripts/test writes build/ci-junit.xml): every test
-    of `floor` seconds or more (setup and teardown included), rounded up to whole seconds."""
+    of `floor` seconds or more (setup and teardown included) and every end-to-end test, in whole seconds."""
     import math
     import xml.etree.ElementTree as ET
 
     out: dict[str, float] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
-        seconds = float(case.get("time", "0"))
-        if seconds >= floor:
-            out[_nodeid(case.get("classname", ""), case.get("name", ""))] = math.ceil(seconds)
+        seconds, nodeid = (
+            float(case.get("time", "0")),
+            _nodeid(case.get("classname", ""), case.get("name", "")),
+        )
+        if (
+            seconds >= floor or seconds_of(nodeid, {}) > floor
+        ):  # every end-to-end test: unmeasured, it counts long
+            out[nodeid] = math.ceil(seconds)
     return {"_": NOTE, **dict(sorted(out.items(), key=lambda kv: -kv[1]))}
 
 

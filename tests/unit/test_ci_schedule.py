@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.support.schedule import LongestFileFirst, refresh
+from tests.support.schedule import LongestFileFirst, refresh, seconds_of
 
 SECONDS = {"a.py::a1": 10, "a.py::a2": 500, "b.py::b1": 300, "b.py::b2": 1, "c.py::c1": 200, "e.py::e1": 2}
 COLLECTION = ["a.py::a1", "a.py::a2", "b.py::b1", "b.py::b2", "c.py::c1", "e.py::e1", "d.py::d1"]
@@ -73,3 +73,10 @@ def test_durations_come_from_a_junit_file_of_a_run(tmp_path: Path) -> None:
     )
     got = refresh(junit)
     assert {k: v for k, v in got.items() if k != "_"} == {"tests/unit/test_ci_schedule.py::test_x[a]": 4}
+
+
+def test_a_test_not_yet_measured_is_taken_for_long_when_it_boots_boards() -> None:
+    measured = {"tests/unit/test_a.py::t": 30.0}
+    assert seconds_of("tests/unit/test_a.py::t", measured) == 30
+    assert seconds_of("tests/e2e/test_new.py::t", measured) > 30  # so a new e2e file is not left to run last
+    assert seconds_of("tests/unit/test_new.py::t", measured) < 1
