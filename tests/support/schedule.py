@@ -42,7 +42,11 @@ def seconds_of(nodeid: str, durations: Mapping[str, float]) -> float:
     """A test's expected seconds: as measured, else a guess by where it lives."""
     if nodeid in durations:
         return durations[nodeid]
-    return UNKNOWN_E2E if nodeid.startswith("tests/e2e/") else UNKNOWN
+    return UNKNOWN_E2E if _end_to_end(nodeid) else UNKNOWN
+
+
+def _end_to_end(nodeid: str) -> bool:
+    return nodeid.startswith("tests/e2e/")
 
 
 def file_seconds(items: list[pytest.Item], durations: Mapping[str, float]) -> dict[str, float]:
@@ -78,13 +82,13 @@ class LongestFileFirst(LoadFileScheduling):
         """Give `node` files until it holds two tests (the one it runs and the next), or shut it down."""
         if node.shutting_down:
             return
-        while len(self._held(node)) < 2:
+        while len(held := self._held(node)) < 2:
             if not self.workqueue:
                 node.shutdown()
                 return
-            held = self._seconds(self._held(node))
+            busy = self._seconds(held)
             others = [self._seconds(self._held(other)) for other in self.nodes if other is not node]
-            shortest = bool(held) and any(other < held for other in others)
+            shortest = bool(held) and any(other < busy for other in others)
             scope, unit = self.workqueue.popitem(last=shortest)
             self.assigned_work.setdefault(node, {})[scope] = unit
             collection = self.registered_collections[node]
@@ -99,13 +103,9 @@ def refresh(junit: Path, floor: float = 2.0) -> dict[str, object]:
 
     out: dict[str, float] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
-        seconds, nodeid = (
-            float(case.get("time", "0")),
-            _nodeid(case.get("classname", ""), case.get("name", "")),
-        )
-        if (
-            seconds >= floor or seconds_of(nodeid, {}) > floor
-        ):  # every end-to-end test: unmeasured, it counts long
+        seconds = float(case.get("time", "0"))
+        nodeid = _nodeid(case.get("classname", ""), case.get("name", ""))
+        if seconds >= floor or _end_to_end(nodeid):  # an end-to-end test left out would count long
             out[nodeid] = math.ceil(seconds)
     return {"_": NOTE, **dict(sorted(out.items(), key=lambda kv: -kv[1]))}
 
